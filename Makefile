@@ -1,0 +1,49 @@
+# The two commands: `make test` and `make book`. Each sets up .venv first (torch pinned and
+# installed before anything that depends on it, so pip never pulls a CUDA build).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+PYTEST_ARGS ?=
+
+.PHONY: test book lab lint clean-book setup
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.book: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e ".[book,dev]"
+	touch $@
+
+$(VENV)/.lab: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e ".[lab,book,dev]"
+	touch $@
+
+setup: $(VENV)/.dev
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+# Executes every notebook with papermill (PROFILE=cpu by default; results cached under
+# artifacts/), then renders the executed copies with jupyter-book, warnings as errors.
+book: $(VENV)/.book
+	$(BIN)/python -m rnnpose.book --profile $(PROFILE)
+
+lab: $(VENV)/.lab
+	$(BIN)/jupyter lab notebooks/
+
+clean-book:
+	rm -rf _build book/executed

@@ -1,0 +1,5 @@
+import sys
+
+from rnnpose.cli import main
+
+sys.exit(main())

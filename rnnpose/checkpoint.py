@@ -1,0 +1,119 @@
+"""Checkpoints that survive: atomic writes, safe loads, everything a resume needs.
+
+A checkpoint holds the weights, the optimiser and scheduler state, the RNG states, the
+epoch/step counters and the config. It is written to a temp file and renamed, so an interrupt
+never leaves a half-written checkpoint, and it is read with ``torch.load(weights_only=True)``
+so a file carrying pickled code is refused rather than executed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnpose.io import PathLike, atomic_write
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and why."""
+
+
+def capture_rng() -> dict[str, Any]:
+    """The global RNG states (python, numpy legacy, torch CPU, and CUDA when present)."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npst = state["numpy"]
+    np.random.set_state((npst[0], npst[1].numpy().astype(np.uint32), *npst[2:]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: PathLike,
+    *,
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    epoch: int,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a full training state atomically to ``path``."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    payload: dict[str, Any] = {
+        "format": "rnnpose-checkpoint-1",
+        "model": model.state_dict(),
+        "config": config,
+        "epoch": int(epoch),
+        "step": int(step),
+        "rng": capture_rng(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "extra": extra or {},
+    }
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely; a missing, truncated or code-carrying file gets a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: refused: the file carries pickled Python objects that a weights-only "
+            f"load does not run ({first})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint, cannot be read ({first})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != "rnnpose-checkpoint-1":
+        raise CheckpointError(f"{path}: not an rnnpose checkpoint (no 'format' field)")
+    for key in ("model", "config", "epoch", "step"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: checkpoint lacks the field {key!r}")
+    return payload
+
+
+def restore_training_state(
+    payload: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    rng: bool = True,
+) -> None:
+    """Load weights (and optimiser, scheduler, RNG) from a :func:`load_checkpoint` payload."""
+    getattr(model, "module", model).load_state_dict(payload["model"])
+    if optimizer is not None and payload.get("optimizer") is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None and payload.get("scheduler") is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    if rng and payload.get("rng") is not None:
+        restore_rng(payload["rng"])

@@ -1,0 +1,60 @@
+"""The ``rnnpose`` command: ``synth | train | eval | predict | book``.
+
+Each subcommand lives in the module that holds its logic, which exposes
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches and turns the
+package's input errors into one clear line on stderr (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rnnpose.checkpoint import CheckpointError
+from rnnpose.io import DataError
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("rnnpose.data.synthetic", "generate the synthetic crowded-people benchmark"),
+    "train": ("rnnpose.train", "train the AE network or the RMPP decoder"),
+    "eval": ("rnnpose.evaluate", "COCO keypoint AP of a results file or a trained run"),
+    "predict": ("rnnpose.predict", "run a trained model on images and draw the people"),
+    "book": ("rnnpose.book", "execute the notebooks and build the Jupyter Book"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rnnpose import __version__
+
+    parser = argparse.ArgumentParser(prog="rnnpose", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rnnpose {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # not built yet
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (DataError, CheckpointError) as exc:
+        print(f"rnnpose {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnnpose {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""One configuration dataclass and its three presets (``tiny``, ``cpu``, ``paper``).
+
+Every size, threshold and schedule in the package comes from a :class:`Profile`, so a run is
+fully described by its profile (plus the command-line overrides recorded beside its weights).
+The ``paper`` preset follows section 3.3 of the paper; ``cpu`` and ``tiny`` shrink it so the
+book and the tests run on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnpose.skeleton import NUM_JOINTS
+
+#: The stop threshold of the paper: omega = sigmoid(-1) ~ 0.269 (section 3.1.1).
+OMEGA_DEFAULT: float = 1.0 / (1.0 + math.exp(1.0))
+#: The joint threshold of the paper's decoding, tau (section 3.2).
+TAU_DEFAULT: float = 0.015
+
+
+@dataclass(frozen=True)
+class Profile:
+    """All knobs of a run. Field comments name the paper's symbol where there is one."""
+
+    name: str
+    # --- input / output geometry
+    input_size: int  # square network input, pixels (paper: 512)
+    output_size: int  # heatmap size m = n (paper: 128, stride 4)
+    sigma: float  # Gaussian sigma of GT heatmaps, in heatmap pixels
+    # --- stacked hourglass (Associative Embedding)
+    nstack: int  # hourglass stacks (paper: 4)
+    hg_channels: int  # channels inside the hourglass (AE: 256)
+    hg_increase: int  # extra channels per hourglass level (AE: 128)
+    hg_depth: int  # down-samplings per hourglass (AE: 4)
+    feat_channels: int  # f: unsupervised feature maps per stack (paper: 34)
+    tag_dim: int  # embedding dimension per joint (AE: 1)
+    max_people: int  # most people per image kept for targets (AE: 30)
+    # --- RMPP decoder (section 3.1, 3.3)
+    lstm1_hidden: int  # hidden channels of LSTM1's first layer, halved after each layer
+    lstm1_depth: int  # ConvLSTM layers in LSTM1 (paper: 3)
+    lstm2_hidden: int  # hidden channels of LSTM2's first layer
+    lstm2_depth: int  # ConvLSTM layers in LSTM2 (paper: 2; table 7 varies it)
+    loop: int  # feedback-loop passes per person (paper: 2; table 5: 0, 2, 3)
+    T: int  # within-image batch size of A-SGD (paper: 8; table 6)
+    max_iterations: int  # hard cap on decoder iterations per image
+    omega: float = OMEGA_DEFAULT  # stop threshold
+    tau: float = TAU_DEFAULT  # joint threshold at decoding
+    # --- schedules
+    ae_epochs: int = 1
+    ae_lr: float = 2e-4
+    ae_batch_size: int = 8
+    rmpp_epochs: int = 1
+    rmpp_lr: float = 1e-4
+    rmpp_lr_drop_epoch: int = 4  # lr x 0.1 from this epoch on (paper: epoch 4)
+    rmpp_batch_size: int = 1  # images decoded in lock-step (paper: 1)
+    # --- synthetic benchmark sizes (ignored on real data)
+    n_train: int = 0
+    n_eval: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> Profile:
+        """A copy with some fields changed; unknown names raise ``TypeError``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown profile field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def digest(self) -> str:
+        """A short stable hash of every field (cache keys, run names)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def stride(self) -> int:
+        return self.input_size // self.output_size
+
+    @property
+    def num_joints(self) -> int:
+        return NUM_JOINTS
+
+    @property
+    def ae_out_channels(self) -> int:
+        """Channels each hourglass stack predicts: J heatmaps, J*tag_dim tags, f features."""
+        return NUM_JOINTS + NUM_JOINTS * self.tag_dim + self.feat_channels
+
+    @property
+    def rmpp_in_channels(self) -> int:
+        """Decoder input: the f features of every stack (paper: 4 * 34 = 136)."""
+        return self.nstack * self.feat_channels
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny", input_size=64, output_size=16, sigma=1.0,
+        nstack=1, hg_channels=32, hg_increase=0, hg_depth=3, feat_channels=8, tag_dim=1,
+        max_people=12, lstm1_hidden=16, lstm1_depth=3, lstm2_hidden=16, lstm2_depth=2,
+        loop=2, T=4, max_iterations=12,
+        ae_epochs=2, ae_lr=1e-3, ae_batch_size=8,
+        rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=100, rmpp_batch_size=4,
+        n_train=48, n_eval=16,
+    ),
+    "cpu": Profile(
+        name="cpu", input_size=128, output_size=32, sigma=1.0,
+        nstack=2, hg_channels=64, hg_increase=32, hg_depth=4, feat_channels=16, tag_dim=1,
+        max_people=16, lstm1_hidden=32, lstm1_depth=3, lstm2_hidden=32, lstm2_depth=2,
+        loop=2, T=8, max_iterations=16,
+        ae_epochs=8, ae_lr=1e-3, ae_batch_size=16,
+        rmpp_epochs=6, rmpp_lr=1e-3, rmpp_lr_drop_epoch=4, rmpp_batch_size=8,
+        n_train=2000, n_eval=200,
+    ),
+    "paper": Profile(
+        name="paper", input_size=512, output_size=128, sigma=2.0,
+        nstack=4, hg_channels=256, hg_increase=128, hg_depth=4, feat_channels=34, tag_dim=1,
+        max_people=30, lstm1_hidden=128, lstm1_depth=3, lstm2_hidden=128, lstm2_depth=2,
+        loop=2, T=8, max_iterations=30,
+        ae_epochs=100, ae_lr=2e-4, ae_batch_size=16,
+        rmpp_epochs=9, rmpp_lr=1e-4, rmpp_lr_drop_epoch=4, rmpp_batch_size=1,
+        n_train=0, n_eval=0,
+    ),
+}  # fmt: skip
+
+
+def get_profile(name: str | Profile, **overrides: Any) -> Profile:
+    """Look a preset up by name (or pass a Profile through), applying field overrides."""
+    if isinstance(name, Profile):
+        prof = name
+    else:
+        try:
+            prof = PROFILES[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}"
+            ) from None
+    return prof.replace(**overrides) if overrides else prof

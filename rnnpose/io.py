@@ -1,0 +1,107 @@
+"""Small file helpers: atomic writes, JSON with clear errors, and the environment stamp.
+
+Every results file the package writes goes through :func:`atomic_write_json` (temp file in
+the same folder, fsync, rename), so an interrupted run never leaves half a file behind, and
+carries :func:`env_stamp` so a number can be traced to the code and machine that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PathLike = str | os.PathLike
+
+
+class DataError(ValueError):
+    """Bad input: the message names the file and the field at fault."""
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Call ``write(fh)`` on a temp file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return atomic_write(path, lambda fh: fh.write(text), mode="w")
+
+
+def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 1) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def read_json(path: PathLike) -> Any:
+    """Load a JSON file; a missing or malformed file raises :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+
+
+def git_commit(cwd: PathLike | None = None) -> str:
+    """The current git commit (with ``-dirty`` if the tree has changes), or ``unknown``."""
+    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def env_stamp(device: str | None = None) -> dict[str, str]:
+    """Versions, device and git commit, stamped into every results file."""
+    import numpy
+    import torch
+
+    from rnnpose import __version__
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = device
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return {
+        "rnnpose": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": name,
+        "threads": str(torch.get_num_threads()),
+        "git_commit": git_commit(),
+    }
