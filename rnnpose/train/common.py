@@ -1,0 +1,88 @@
+"""What every training loop shares: seeding, the run folder, progress bars, the NaN guard.
+
+A run folder holds ``config.json`` (profile, command-line options, environment stamp),
+``last.pt`` (the newest checkpoint, written atomically after every epoch), ``epoch_NNN.pt``
+and ``log.jsonl`` (one JSON line per epoch). ``--resume`` continues from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rnnpose.checkpoint import load_checkpoint
+from rnnpose.io import PathLike, atomic_write_json, env_stamp, read_json
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept untouched."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) so reruns give the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def progress(iterable: Iterable | None = None, *, quiet: bool = False, **kwargs: Any) -> tqdm:
+    """A tqdm bar that is silent with ``quiet`` or when stderr is not a terminal."""
+    disable = quiet or not sys.stderr.isatty() or bool(os.environ.get("RNNPOSE_QUIET"))
+    return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+def check_finite(loss: torch.Tensor, *, step: int, epoch: int, run_dir: PathLike | None) -> None:
+    """Raise :class:`NonFiniteLossError` naming the step if ``loss`` is NaN or infinite."""
+    if not torch.isfinite(loss.detach()).all():
+        where = f" (last good checkpoint: {Path(run_dir) / 'last.pt'})" if run_dir else ""
+        raise NonFiniteLossError(
+            f"non-finite loss {loss.item()} at epoch {epoch}, step {step}; training stopped{where}"
+        )
+
+
+class RunDir:
+    """The folder of one training run."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    def epoch_path(self, epoch: int) -> Path:
+        return self.path / f"epoch_{epoch:03d}.pt"
+
+    def write_config(self, config: dict[str, Any], device: str | None = None) -> None:
+        """Store the config beside the weights, stamped with the environment."""
+        atomic_write_json(self.config_path, {**config, "env": env_stamp(device)})
+
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self.config_path)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one line to ``log.jsonl`` (rewritten atomically, so never half a line)."""
+        path = self.path / "log.jsonl"
+        old = path.read_text() if path.exists() else ""
+        from rnnpose.io import atomic_write_text
+
+        atomic_write_text(path, old + json.dumps(record) + "\n")
+
+    def resume_payload(self, resume: bool) -> dict[str, Any] | None:
+        """The checkpoint to continue from, or None for a fresh run."""
+        if resume and self.last.exists():
+            return load_checkpoint(self.last)
+        return None
