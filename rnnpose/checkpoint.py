@@ -27,7 +27,7 @@ class CheckpointError(RuntimeError):
 def capture_rng() -> dict[str, Any]:
     """The global RNG states (python, numpy legacy, torch CPU, and CUDA when present)."""
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 (global state others may use)
     state: dict[str, Any] = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
@@ -43,7 +43,7 @@ def restore_rng(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     npst = state["numpy"]
-    np.random.set_state((npst[0], npst[1].numpy().astype(np.uint32), *npst[2:]))
+    np.random.set_state((npst[0], npst[1].numpy().astype(np.uint32), *npst[2:]))  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -30,7 +30,7 @@ class NonFiniteLossError(RuntimeError):
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU and CUDA) so reruns give the same numbers."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seed the legacy global state too)
     torch.manual_seed(seed)
 
 

@@ -1,0 +1,145 @@
+"""``rnnpose book`` (= ``make book``): execute every notebook with papermill, then render.
+
+Each notebook in ``notebooks/`` is run with its ``parameters`` cell overridden (``profile``
+and friends) into ``book/executed/``; an executed copy is reused while the notebook, the
+parameters and the package source are unchanged (the key is stored in the copy's metadata).
+Then ``jupyter-book build`` renders the executed copies without executing them again, with
+warnings as errors. A failing notebook stops the build and names the notebook and the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rnnpose.io import atomic_write_text
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+EXECUTED = ROOT / "book" / "executed"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised during execution; the message names the notebook and the cell."""
+
+
+def code_version() -> str:
+    """Hash of the package source: part of every cache key (results and executed notebooks)."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "rnnpose").rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def notebook_paths(root: Path = NOTEBOOKS) -> list[Path]:
+    return sorted(p for p in root.glob("*.ipynb") if not p.name.startswith("_"))
+
+
+def normalise_kernelspec(path: Path) -> None:
+    """Every notebook runs on the ``python3`` kernel (the project's venv when run from it)."""
+    nb = json.loads(path.read_text())
+    spec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    if nb.get("metadata", {}).get("kernelspec") != spec:
+        nb.setdefault("metadata", {})["kernelspec"] = spec
+        atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _key(path: Path, params: dict[str, Any], version: str) -> str:
+    blob = path.read_bytes() + json.dumps(params, sort_keys=True).encode() + version.encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def execute_notebook(
+    path: Path, out: Path, params: dict[str, Any], *, force: bool = False, version: str = ""
+) -> bool:
+    """Run one notebook with papermill into ``out`` (atomically). Returns False if reused."""
+    import papermill as pm
+
+    key = _key(path, params, version)
+    if out.exists() and not force:
+        meta = json.loads(out.read_text()).get("metadata", {}).get("rnnpose", {})
+        if meta.get("key") == key:
+            return False
+    tmp = out.with_name(f".{out.name}.running.ipynb")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(
+            str(path), str(tmp), parameters=params, kernel_name="python3",
+            cwd=str(ROOT), progress_bar=False, log_output=False,
+        )  # fmt: skip
+    except pm.PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"{path.relative_to(ROOT)}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
+            f" (partial output kept in {tmp.relative_to(ROOT)})"
+        ) from None
+    nb = json.loads(tmp.read_text())
+    nb["metadata"]["rnnpose"] = {"key": key, "params": params, "code_version": version}
+    atomic_write_text(out, json.dumps(nb, ensure_ascii=False) + "\n")
+    tmp.unlink()
+    return True
+
+
+def execute_all(
+    params: dict[str, Any], *, force: bool = False, only: list[str] | None = None
+) -> None:
+    version = code_version()
+    for path in notebook_paths():
+        if only and path.stem not in only:
+            continue
+        normalise_kernelspec(path)
+        t0 = time.perf_counter()
+        ran = execute_notebook(path, EXECUTED / path.name, params, force=force, version=version)
+        what = f"executed in {time.perf_counter() - t0:.0f} s" if ran else "unchanged, reused"
+        print(f"[book] {path.name}: {what}", flush=True)
+
+
+def build_html() -> None:
+    """Render with jupyter-book, warnings as errors (-W -n --keep-going)."""
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe), "build", str(ROOT), "-W", "-n", "--keep-going"]
+    result = subprocess.run(cmd, cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed (exit {result.returncode})")
+    print(f"[book] HTML: {ROOT / '_build' / 'html' / 'index.html'}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="cpu", choices=["tiny", "cpu", "paper"])
+    parser.add_argument("--data-root", default="", help="COCO/OCHuman root (profile paper)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="re-execute every notebook")
+    parser.add_argument("--only", nargs="*", help="notebook stems to execute")
+    parser.add_argument("--no-html", action="store_true", help="execute only")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = {"profile": args.profile, "data_root": args.data_root, "device": args.device,
+              "seed": args.seed}  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        execute_all(params, force=args.force, only=args.only)
+    except NotebookFailed as exc:
+        print(f"[book] error: {exc}", file=sys.stderr)
+        return 1
+    if not args.no_html:
+        build_html()
+    print(f"[book] done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnnpose.book", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

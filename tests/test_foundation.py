@@ -1,0 +1,111 @@
+"""Profiles, skeleton constants, atomic io, checkpoints and the CLI dispatcher."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnpose import skeleton
+from rnnpose.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+)
+from rnnpose.cli import main as cli_main
+from rnnpose.config import OMEGA_DEFAULT, PROFILES, Profile, get_profile
+from rnnpose.io import DataError, atomic_write_json, env_stamp, read_json
+
+
+def test_profiles_geometry_and_paper_values():
+    paper = PROFILES["paper"]
+    assert (paper.input_size, paper.output_size, paper.nstack) == (512, 128, 4)
+    assert paper.ae_out_channels == 68  # 17 heatmaps + 17 tags + 34 features (section 3.3)
+    assert paper.rmpp_in_channels == 136
+    assert (paper.lstm1_depth, paper.lstm2_depth, paper.loop) == (3, 2, 2)
+    assert math.isclose(OMEGA_DEFAULT, 1 / (1 + math.e)) and paper.tau == 0.015
+    for prof in PROFILES.values():
+        assert prof.input_size == 4 * prof.output_size
+        assert Profile.from_dict(prof.to_dict()) == prof
+
+
+def test_get_profile_overrides_and_errors():
+    p = get_profile("tiny", T=2)
+    assert p.T == 2 and p.digest() != get_profile("tiny").digest()
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match="unknown profile field"):
+        Profile.from_dict({**PROFILES["tiny"].to_dict(), "bogus": 1})
+
+
+def test_skeleton_flip_is_an_involution_that_swaps_sides():
+    flip = np.array(skeleton.FLIP_INDEX)
+    assert (flip[flip] == np.arange(17)).all()
+    for j, name in enumerate(skeleton.JOINT_NAMES):
+        other = skeleton.JOINT_NAMES[flip[j]]
+        assert other == name.replace("left", "#").replace("right", "left").replace("#", "right")
+    assert len(skeleton.person_category()["skeleton"]) == 19
+    assert skeleton.OKS_SIGMAS[0] == pytest.approx(0.026)
+
+
+def test_atomic_json_roundtrip_and_malformed(tmp_path):
+    path = atomic_write_json(tmp_path / "a" / "x.json", {"k": [1, 2]})
+    assert read_json(path) == {"k": [1, 2]}
+    assert not list(path.parent.glob("*.tmp"))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": [1, 2,,]}')
+    with pytest.raises(DataError, match=r"bad\.json: malformed JSON at line 1"):
+        read_json(bad)
+    with pytest.raises(DataError, match="file not found"):
+        read_json(tmp_path / "missing.json")
+
+
+def test_env_stamp_names_torch_device_and_commit():
+    stamp = env_stamp()
+    assert stamp["torch"] == torch.__version__ and stamp["device"] == "cpu"
+    assert stamp["git_commit"]
+
+
+def test_checkpoint_roundtrip_restores_weights_optimiser_and_rng(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "c.pt", model=model, optimizer=opt, config={"a": 1},
+                           epoch=3, step=7)  # fmt: skip
+    expected_next = torch.rand(1)
+    other = torch.nn.Linear(3, 2)
+    other_opt = torch.optim.Adam(other.parameters(), lr=0.1)
+    payload = load_checkpoint(path)
+    restore_training_state(payload, other, other_opt)
+    assert torch.equal(other.weight, model.weight)
+    assert other_opt.state_dict()["state"][0]["step"] == 1
+    assert torch.equal(torch.rand(1), expected_next)  # the RNG continues where it was saved
+    assert (payload["epoch"], payload["step"], payload["config"]) == (3, 7, {"a": 1})
+
+
+def test_checkpoint_truncated_and_pickled_code_are_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", model=torch.nn.Linear(2, 2), config={},
+                           epoch=0, step=0)  # fmt: skip
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match=r"trunc\.pt: truncated or corrupt"):
+        load_checkpoint(trunc)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "rnnpose-checkpoint-1", "code": json.JSONDecoder}, evil)
+    with pytest.raises(CheckpointError, match=r"evil\.pt: refused: the file carries pickled"):
+        load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_cli_version_and_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--version"])
+    assert exc.value.code == 0
+    assert "rnnpose 0.1.0" in capsys.readouterr().out
