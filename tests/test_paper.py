@@ -1,0 +1,25 @@
+"""The paper's numbers file and the paper-vs-reproduced helpers."""
+
+import math
+
+from rnnpose.paper import claim_rows, comparison, paper_numbers, paper_value
+
+
+def test_paper_numbers_match_the_paper_tables():
+    assert paper_value("table1_coco", "Ours single scale (BU)", "AP") == 60.1
+    assert paper_value("table2_ochuman", "AE, SS", "val") == 32.1
+    assert paper_value("table6_T", "1", "COCO") == 36.6
+    for name, table in paper_numbers().items():
+        if name.startswith("table"):
+            assert all(len(v) == len(table["columns"]) for v in table["rows"].values())
+
+
+def test_comparison_and_verdicts():
+    df = comparison("table5_loop", "COCO", {"0": 10.0, "2": 12.0, "9": 1.0})
+    assert df.loc["2", "paper (COCO)"] == 58.7 and df.loc["2", "reproduced"] == 12.0
+    assert math.isnan(df.loc["9", "paper (COCO)"])
+    claims = [("loop helps", lambda r: r["2"] > r["0"]), ("loop hurts", lambda r: r["2"] < r["0"])]
+    v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 12.0, "2": 11.0})
+    assert list(v["verdict"]) == ["not reproduced", "not reproduced"]
+    v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 10.0, "2": 12.0})
+    assert list(v["verdict"]) == ["reproduced", "reproduced"]
