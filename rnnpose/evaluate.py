@@ -1,0 +1,258 @@
+"""COCO keypoint AP (pycocotools' COCOeval, OKS) and AP by crowding level (section 4).
+
+``evaluate_keypoints`` reports AP, AP50, AP75, APM, APL and AR in percent with at most
+``max_dets`` people per image (20, COCO's keypoint default and OCHuman's convention).
+pycocotools' own ``summarize`` only works for maxDets=20, so the summary is read from
+``COCOeval.eval`` here (same formula: the mean over defined entries, -1 if none).
+``ap_by_crowding`` splits images by their largest bounding-box IoU between two people, the
+quantity OCHuman is built on, to show where association fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from rnnpose.data.coco import coco_from_dict, validate_coco
+from rnnpose.io import DataError, PathLike, read_json
+from rnnpose.skeleton import NUM_JOINTS
+
+METRICS: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+
+
+def load_gt(gt: PathLike | COCO) -> COCO:
+    """A validated ground-truth ``COCO`` (a ``COCO`` object is passed through)."""
+    if isinstance(gt, COCO):
+        return gt
+    return coco_from_dict(validate_coco(read_json(gt), gt, need_area=True))
+
+
+def check_results(results: Any, coco: COCO, source: str) -> list[dict]:
+    """Validate COCO keypoint results against ``coco``; return a cleaned copy."""
+    if not isinstance(results, list):
+        raise DataError(f"{source}: results must be a JSON list of detections")
+    out = []
+    for k, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise DataError(f"{source}: result #{k} is not an object")
+        for key in ("image_id", "keypoints", "score"):
+            if key not in r:
+                raise DataError(
+                    f"{source}: result #{k} (image {r.get('image_id')}): missing {key!r}"
+                )
+        kp = np.asarray(r["keypoints"], dtype=np.float64).ravel()
+        if kp.size != 3 * NUM_JOINTS:
+            raise DataError(
+                f"{source}: result #{k} (image {r['image_id']}): 'keypoints' must hold "
+                f"{3 * NUM_JOINTS} numbers, got {kp.size}"
+            )
+        if not np.isfinite(kp).all() or not np.isfinite(float(r["score"])):
+            raise DataError(f"{source}: result #{k} (image {r['image_id']}): non-finite value")
+        out.append(
+            {
+                "image_id": r["image_id"],
+                "category_id": r.get("category_id", 1),
+                "keypoints": kp.tolist(),
+                "score": float(r["score"]),
+            }
+        )
+    unknown = sorted({r["image_id"] for r in out} - set(coco.getImgIds()), key=str)
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise DataError(
+            f"{source}: {len(unknown)} result image id(s) not in the ground truth: {shown}"
+        )
+    return out
+
+
+def _summary(E: COCOeval, max_dets: int) -> dict[str, float]:
+    p = E.params
+    m = list(p.maxDets).index(max_dets)
+
+    def mean(a: np.ndarray) -> float:
+        a = a[a > -1]
+        return float(np.mean(a)) * 100 if a.size else -1.0
+
+    prec, rec = E.eval["precision"], E.eval["recall"]  # [T,R,K,A,M], [T,K,A,M]
+    area = {lbl: i for i, lbl in enumerate(p.areaRngLbl)}
+    t50, t75 = (int(np.argmin(np.abs(p.iouThrs - t))) for t in (0.5, 0.75))
+    return {
+        "AP": mean(prec[:, :, :, area["all"], m]),
+        "AP50": mean(prec[t50, :, :, area["all"], m]),
+        "AP75": mean(prec[t75, :, :, area["all"], m]),
+        "APM": mean(prec[:, :, :, area["medium"], m]),
+        "APL": mean(prec[:, :, :, area["large"], m]),
+        "AR": mean(rec[:, :, area["all"], m]),
+    }
+
+
+def evaluate_keypoints(
+    gt: PathLike | COCO,
+    results: list[dict] | PathLike,
+    max_dets: int = 20,
+    image_ids: list[int] | None = None,
+) -> dict[str, float]:
+    """COCO keypoint metrics in percent: AP, AP50, AP75, APM, APL, AR.
+
+    ``results`` is a list (or a JSON file) of ``{"image_id", "category_id", "keypoints",
+    "score"}``; ``image_ids`` restricts the evaluation to those images. No results: zeros.
+    """
+    coco = load_gt(gt)
+    if isinstance(results, (str, Path)):
+        source = str(results)
+        results = read_json(results)
+    else:
+        source = "results"
+    dets = check_results(results, coco, source)
+    ids = sorted(coco.getImgIds()) if image_ids is None else sorted(image_ids)
+    keep = set(ids)
+    dets = [d for d in dets if d["image_id"] in keep]
+    if not dets:  # pycocotools' loadRes cannot take an empty list
+        return dict.fromkeys(METRICS, 0.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        res = coco.loadRes(copy.deepcopy(dets))
+        E = COCOeval(coco, res, iouType="keypoints")
+        E.params.maxDets = [int(max_dets)]
+        E.params.imgIds = ids
+        E.evaluate()
+        E.accumulate()
+    return _summary(E, int(max_dets))
+
+
+def _people_boxes(coco: COCO, image_id: int) -> list[list[float]]:
+    anns = coco.imgToAnns.get(image_id, [])
+    return [
+        a["bbox"] for a in anns if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0
+    ]
+
+
+def pair_ious(boxes: list[list[float]]) -> np.ndarray:
+    """IoU of every unordered pair of [x, y, w, h] boxes (upper triangle, flat)."""
+    if len(boxes) < 2:
+        return np.zeros(0)
+    iou = mask_utils.iou(boxes, boxes, [0] * len(boxes))
+    return iou[np.triu_indices(len(boxes), k=1)]
+
+
+def max_pair_iou(gt: PathLike | COCO) -> dict[int, float]:
+    """Per image, the largest bbox IoU between two (non-crowd, keypoint-bearing) people."""
+    coco = load_gt(gt)
+    out = {}
+    for i in sorted(coco.getImgIds()):
+        ious = pair_ious(_people_boxes(coco, i))
+        out[i] = float(ious.max()) if ious.size else 0.0
+    return out
+
+
+def ap_by_crowding(
+    gt: PathLike | COCO,
+    results: list[dict] | PathLike,
+    edges: tuple[float, ...] = (0.1, 0.5),
+    max_dets: int = 20,
+) -> list[dict[str, Any]]:
+    """Metrics per crowding bucket (``<e0``, ``e0-e1``, ..., ``>=e_last`` of max pair IoU).
+
+    Buckets without images carry ``None`` metrics.
+    """
+    coco = load_gt(gt)
+    if isinstance(results, (str, Path)):
+        source, results = str(results), read_json(results)
+    else:
+        source = "results"
+    dets = check_results(results, coco, source)
+    crowd = max_pair_iou(coco)
+    bounds = [-np.inf, *edges, np.inf]
+    names = (
+        [f"<{edges[0]:g}"]
+        + [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        + [f">={edges[-1]:g}"]
+    )
+    rows = []
+    for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True):
+        ids = [i for i, v in crowd.items() if lo <= v < hi]
+        row: dict[str, Any] = {"bucket": name, "n_images": len(ids)}
+        if ids:
+            row.update(evaluate_keypoints(coco, dets, max_dets=max_dets, image_ids=ids))
+        else:
+            row.update(dict.fromkeys(METRICS))
+        rows.append(row)
+    return rows
+
+
+def format_table(metrics: dict[str, Any] | list[dict[str, Any]], title: str = "") -> str:
+    """A plain-text table; one row per dict (a ``bucket`` key, if any, labels the row)."""
+    rows = [metrics] if isinstance(metrics, dict) else list(metrics)
+    label = "bucket" if any("bucket" in r for r in rows) else ""
+    head = [label] * bool(label) + (["images"] if any("n_images" in r for r in rows) else [])
+    cols = head + list(METRICS)
+    width = 9
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.1f}"
+        return str(v)
+
+    lines = [title] if title else []
+    lines.append(" ".join(f"{c:>{width}}" for c in cols))
+    for r in rows:
+        vals = ([r.get("bucket", "")] if label else []) + (
+            [r.get("n_images")] if "images" in head else []
+        )
+        vals += [r.get(m) for m in METRICS]
+        lines.append(" ".join(f"{cell(v):>{width}}" for v in vals))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--gt", type=Path, help="ground-truth COCO keypoint file")
+    src.add_argument("--run", type=Path, help="a trained run folder (predicts first)")
+    parser.add_argument("--results", type=Path, help="COCO keypoint results file (with --gt)")
+    parser.add_argument("--data", type=Path, help="dataset folder to predict on (with --run)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--max-dets", type=int, default=20, help="people per image (20)")
+    parser.add_argument(
+        "--by-crowding", action="store_true", help="also AP per max-pair-IoU bucket"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.gt is not None:
+        if args.results is None or args.data is not None:
+            raise DataError("--gt needs --results (and no --data)")
+        gt, results = args.gt, args.results
+    else:
+        if args.data is None or args.results is not None:
+            raise DataError("--run needs --data (and no --results)")
+        from rnnpose.predict import predict_run
+
+        gt, results = predict_run(args.run, args.data)
+    coco = load_gt(gt)
+    metrics: dict[str, Any] = evaluate_keypoints(coco, results, max_dets=args.max_dets)
+    buckets = ap_by_crowding(coco, results, max_dets=args.max_dets) if args.by_crowding else None
+    if args.json:
+        out = dict(metrics)
+        if buckets is not None:
+            out["by_crowding"] = buckets
+        print(json.dumps(out))
+    else:
+        print(format_table(metrics, title=f"COCO keypoint metrics (%), maxDets={args.max_dets}"))
+        if buckets is not None:
+            print()
+            print(format_table(buckets, title="by crowding (largest bbox IoU of two people)"))
+    return 0
