@@ -1,0 +1,241 @@
+"""Associative Embedding's heuristic grouping: the baseline the paper argues against (section 2.2).
+
+The steps follow pose-ae-train (``utils/group.py`` and the ``refine`` of ``test.py``):
+
+1. **NMS** -- a 3x3 max-pool keeps only local maxima of each joint heatmap;
+2. **candidates** -- the ``max_people`` highest maxima per joint, kept if their value exceeds
+   ``detection_threshold``;
+3. **greedy joint order** -- joints are visited in :data:`~rnnpose.skeleton.AE_JOINT_ORDER`
+   (head, shoulders, hips, limbs); the first joint type with candidates opens one person each;
+4. **assignment** -- every later joint type is matched to the people found so far by the
+   Hungarian algorithm on the distance between each candidate's tag and each person's mean tag
+   (root mean square over the tag dimensions); with ``use_detection_val`` the cost is
+   ``round(distance) * 100 - detection value`` (AE's tie-break), surplus candidates face padding
+   columns of cost 1e10, and a candidate whose distance is not below ``tag_threshold`` (or that
+   met a padding column) opens a new person; with ``ignore_too_much`` a joint type is skipped
+   once ``max_people`` people exist;
+5. **adjust** -- each position moves a quarter pixel toward its higher horizontal and vertical
+   neighbour on the (un-suppressed) heatmap;
+6. **score** -- a person's score is the mean of its 17 detection values (0 for missing joints);
+7. **refine** (optional) -- a missing joint is filled at the argmax of ``heatmap - round(tag
+   distance to the person's mean tag)`` (L2 over tag dimensions), then adjusted.
+
+Defaults are those of AE's evaluation (``test.py``: ``HeatmapParser(detection_val=0.1)``, which
+sets ``tag_threshold=1``, ``use_detection_val=True``, ``ignore_too_much=True``,
+``max_num_people=30``; it always refines). ``Params``' own class default for the detection
+threshold is 0.2; pass ``detection_threshold=0.2`` for that.
+
+Note: subtracting the detection value only shifts each row of the cost matrix by a constant and
+every candidate row is always assigned, so the optimum is unchanged by it; what changes the
+result is the rounding, which makes all people within half a tag unit equally cheap (ties then
+go to the earlier person, rows being sorted by detection value).
+
+Coordinates are heatmap pixel indices (the repository's convention, see
+:mod:`rnnpose.data.transforms`); pose-ae-train adds half a pixel because its heatmap targets
+floor the joint position, ours are centred on the pixel index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+from scipy.optimize import linear_sum_assignment
+
+from rnnpose.skeleton import AE_JOINT_ORDER
+
+#: Cost of a padding column (pose-ae-train's value).
+PAD_COST: float = 1e10
+
+
+def _as_tag_maps(tags: np.ndarray, num_joints: int) -> np.ndarray:
+    """Tags as [J, M, M, L] (accepts [J, M, M])."""
+    tags = np.asarray(tags, dtype=np.float32)
+    if tags.ndim == 3:
+        tags = tags[..., None]
+    if tags.ndim != 4 or tags.shape[0] != num_joints:
+        raise ValueError(f"tags must be [J,M,M] or [J,M,M,L] with J={num_joints}, got {tags.shape}")
+    return tags
+
+
+def nms(heatmaps: np.ndarray, kernel: int = 3) -> np.ndarray:
+    """Zero every pixel that is not the maximum of its ``kernel`` x ``kernel`` neighbourhood."""
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    peaks = maximum_filter(heatmaps, size=(1, kernel, kernel), mode="constant", cval=-np.inf)
+    return np.where(peaks == heatmaps, heatmaps, 0.0).astype(np.float32)
+
+
+def top_candidates(
+    heatmaps: np.ndarray, tags: np.ndarray, k: int, kernel: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best NMS peaks per joint, best first.
+
+    Returns ``loc`` [J,k,2] integer (x, y), ``val`` [J,k] and ``tag`` [J,k,L].
+    """
+    j, h, w = heatmaps.shape
+    flat = nms(heatmaps, kernel).reshape(j, h * w)
+    k = min(k, h * w)
+    part = np.argpartition(-flat, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(flat, part, 1), axis=1, kind="stable")
+    ind = np.take_along_axis(part, order, 1)
+    val = np.take_along_axis(flat, ind, 1)
+    tag_flat = tags.reshape(j, h * w, -1)
+    tag = np.take_along_axis(tag_flat, ind[..., None], 1)
+    loc = np.stack([ind % w, ind // w], axis=-1)
+    return loc, val, tag
+
+
+def match_by_tag(
+    loc: np.ndarray,
+    val: np.ndarray,
+    tag: np.ndarray,
+    *,
+    detection_threshold: float = 0.1,
+    tag_threshold: float = 1.0,
+    max_people: int = 30,
+    use_detection_val: bool = True,
+    ignore_too_much: bool = True,
+    joint_order: Sequence[int] = AE_JOINT_ORDER,
+) -> np.ndarray:
+    """Greedy joint-by-joint grouping of candidates (steps 3-4): -> people [P, J, 3+L]
+    holding (x, y, detection value, tag...) per joint, zeros for missing joints."""
+    num_joints, _, dim = tag.shape
+    people: list[np.ndarray] = []  # each [J, 3+L]
+    tag_sum: list[np.ndarray] = []  # running sums of the assigned tags
+    tag_count: list[int] = []
+
+    def open_person(jt: int, row: np.ndarray) -> None:
+        person = np.zeros((num_joints, 3 + dim), dtype=np.float64)
+        person[jt] = row
+        people.append(person)
+        tag_sum.append(row[3:].copy())
+        tag_count.append(1)
+
+    for jt in joint_order:
+        keep = val[jt] > detection_threshold
+        if not keep.any():
+            continue
+        rows = np.concatenate(
+            [loc[jt][keep].astype(np.float64), val[jt][keep, None], tag[jt][keep]], axis=1
+        )
+        if not people:
+            for row in rows:
+                open_person(jt, row)
+            continue
+        n_old = min(len(people), max_people)  # only the first max_people are matched against
+        if ignore_too_much and n_old == max_people:
+            continue
+        means = np.stack(tag_sum[:n_old]) / np.asarray(tag_count[:n_old], dtype=np.float64)[:, None]
+        dist = np.sqrt(((rows[:, None, 3:] - means[None]) ** 2).mean(axis=2))  # [n, n_old]
+        cost = np.round(dist) * 100 - rows[:, 2:3] if use_detection_val else dist.copy()
+        if cost.shape[0] > cost.shape[1]:
+            pad = np.full((cost.shape[0], cost.shape[0] - cost.shape[1]), PAD_COST)
+            cost = np.concatenate([cost, pad], axis=1)
+        for r, c in zip(*linear_sum_assignment(cost), strict=True):
+            if c < n_old and dist[r, c] < tag_threshold:
+                people[c][jt] = rows[r]
+                tag_sum[c] += rows[r, 3:]
+                tag_count[c] += 1
+            else:
+                open_person(jt, rows[r])
+    if not people:
+        return np.zeros((0, num_joints, 3 + dim), dtype=np.float32)
+    return np.stack(people).astype(np.float32)
+
+
+def _quarter_offsets(heatmaps: np.ndarray, joint: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """+-0.25 toward the higher horizontal / vertical neighbour (ties go to -0.25, as AE)."""
+    _, h, w = heatmaps.shape
+    right = heatmaps[joint, y, np.minimum(x + 1, w - 1)]
+    left = heatmaps[joint, y, np.maximum(x - 1, 0)]
+    down = heatmaps[joint, np.minimum(y + 1, h - 1), x]
+    up = heatmaps[joint, np.maximum(y - 1, 0), x]
+    return np.where(right > left, 0.25, -0.25), np.where(down > up, 0.25, -0.25)
+
+
+def adjust(people: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
+    """Step 5: shift every detected joint (value > 0) a quarter pixel toward its higher
+    neighbour on the raw heatmaps [J, M, M]; returns a copy."""
+    people = np.array(people, dtype=np.float32, copy=True)
+    p_idx, j_idx = np.nonzero(people[:, :, 2] > 0)
+    if len(p_idx) == 0:
+        return people
+    x = np.rint(people[p_idx, j_idx, 0]).astype(np.int64)
+    y = np.rint(people[p_idx, j_idx, 1]).astype(np.int64)
+    dx, dy = _quarter_offsets(heatmaps, j_idx, x, y)
+    people[p_idx, j_idx, 0] = x + dx
+    people[p_idx, j_idx, 1] = y + dy
+    return people
+
+
+def refine(
+    person: np.ndarray, heatmaps: np.ndarray, tags: np.ndarray, *, adjust_position: bool = True
+) -> np.ndarray:
+    """Step 7: fill the missing joints of one person [J, 3+L] using its mean tag.
+
+    For each joint, take the pixel maximising ``heatmap - round(||tag - mean tag||_2)``; a missing
+    joint is filled there if its heatmap value is positive (its score is that value; AE writes
+    1). The tags of the filled joints are recorded too. Returns a copy.
+    """
+    tags = _as_tag_maps(tags, heatmaps.shape[0])
+    person = np.array(person, dtype=np.float32, copy=True)
+    found = person[:, 2] > 0
+    if not found.any():
+        return person
+    mean_tag = person[found, 3:].mean(axis=0)
+    j, h, w = heatmaps.shape
+    dist = np.sqrt(((tags - mean_tag) ** 2).sum(axis=-1))  # [J, M, M]
+    score = (heatmaps - np.round(dist)).reshape(j, h * w)
+    best = score.argmax(axis=1)
+    x, y = best % w, best // w
+    joints = np.arange(j)
+    value = heatmaps[joints, y, x]
+    fill = ~found & (value > 0)
+    if not fill.any():
+        return person
+    dx, dy = _quarter_offsets(heatmaps, joints, x, y) if adjust_position else (0.0, 0.0)
+    xs, ys = x + dx, y + dy
+    person[fill, 0] = np.broadcast_to(xs, (j,))[fill]
+    person[fill, 1] = np.broadcast_to(ys, (j,))[fill]
+    person[fill, 2] = value[fill]
+    person[fill, 3:] = tags[joints, y, x][fill]
+    return person
+
+
+def group(
+    heatmaps: np.ndarray,
+    tags: np.ndarray,
+    *,
+    detection_threshold: float = 0.1,
+    tag_threshold: float = 1.0,
+    max_people: int = 30,
+    use_detection_val: bool = True,
+    ignore_too_much: bool = True,
+    joint_order: Sequence[int] = AE_JOINT_ORDER,
+    nms_kernel: int = 3,
+    adjust_position: bool = True,
+    refine_missing: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """AE's grouping of one image (steps 1-7 above).
+
+    ``heatmaps`` [J, M, M] and ``tags`` [J, M, M, L] (or [J, M, M]) as numpy arrays.
+    Returns ``people`` [P, J, 3+L] -- (x, y, score, tag...) in heatmap pixels, zeros for joints
+    that were not found -- and ``scores`` [P] (the mean detection value before refinement).
+    """
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    tags = _as_tag_maps(tags, heatmaps.shape[0])
+    loc, val, tag = top_candidates(heatmaps, tags, max_people, nms_kernel)
+    people = match_by_tag(
+        loc, val, tag,
+        detection_threshold=detection_threshold, tag_threshold=tag_threshold,
+        max_people=max_people, use_detection_val=use_detection_val,
+        ignore_too_much=ignore_too_much, joint_order=joint_order,
+    )  # fmt: skip
+    if adjust_position:
+        people = adjust(people, heatmaps)
+    scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, dtype=np.float32)
+    if refine_missing:
+        for i in range(len(people)):
+            people[i] = refine(people[i], heatmaps, tags, adjust_position=adjust_position)
+    return people, scores.astype(np.float32)
