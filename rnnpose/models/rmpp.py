@@ -1,0 +1,160 @@
+"""The RMPP decoders over frozen AE features (sections 3.1, 3.1.2 and 3.3 of the paper).
+
+* :class:`FeatureNorm` -- the affine input normalisation with FIXED running statistics of the
+  whole training set (section 3.3: "the running statistics of the entire data are used").
+* :class:`Decoder` (LSTM1) -- per iteration ``t`` it emits the J heatmaps of ONE person and the
+  stop logit. Its input is ``[features, fed-back heatmaps]`` (plus the hidden state inside the
+  ConvLSTM). The first pass of a person gets heatmaps ~ U[0, 0.1]; the output is fed back and the
+  step repeated, ``loop`` passes in all (Algorithm 1, lines 4-9); the hidden state carries across
+  passes and persons. The stop head is a linear layer over the per-layer spatial max of ``h``.
+* :class:`Refiner` (LSTM2) -- input ``[features, H_t]`` of one person at a time, in a given
+  order; outputs refined heatmaps; its hidden state runs over the sequence of persons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rnnpose.config import Profile
+from rnnpose.models.convlstm import ConvLSTM, State, halving
+
+#: Upper bound of the uniform feedback initialisation (section 3.3: U[0, 0.1]).
+INIT_HIGH: float = 0.1
+
+
+def mix_seed(*keys: int) -> int:
+    """A deterministic 63-bit seed from integers (image seed, iteration, ...)."""
+    s = 0x9E3779B97F4A7C15
+    for k in keys:
+        s = (s * 6364136223846793005 + int(k) + 1442695040888963407) % 2**64
+    return s % 2**63
+
+
+def init_heatmaps(
+    seeds: Sequence[int], t: int, shape: tuple[int, int, int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The U[0, 0.1] heatmaps of iteration ``t`` for each image seed: ``[len(seeds), J, H, W]``.
+
+    Drawn on the CPU from a generator seeded by ``(seed, t)``, so an image gets the same noise
+    whether it is decoded alone (the literal loop) or in a batch, on any device.
+    """
+    out = torch.empty(len(seeds), *shape)
+    for i, s in enumerate(seeds):
+        g = torch.Generator().manual_seed(mix_seed(s, t))
+        out[i] = torch.rand(shape, generator=g) * INIT_HIGH
+    return out.to(device)
+
+
+class FeatureNorm(nn.Module):
+    """``y = gamma * (x - mean) / sqrt(var + eps) + beta`` with frozen dataset statistics.
+
+    ``mean``/``var`` are buffers set once by :meth:`set_stats` (computed over the whole training
+    set by :mod:`rnnpose.features`); ``forward`` never updates them, in train or eval mode.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("var", torch.ones(channels))
+
+    def set_stats(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+            self.var.copy_(torch.as_tensor(var, dtype=self.var.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1)
+        scale = self.gamma / torch.sqrt(self.var + self.eps)
+        return (x.to(scale.dtype) - self.mean.view(shape)) * scale.view(shape) + self.beta.view(
+            shape
+        )
+
+
+class Decoder(nn.Module):
+    """LSTM1: features + fed-back heatmaps -> one person's J heatmaps and a stop logit."""
+
+    def __init__(self, in_channels: int, joints: int, hidden: int, depth: int, loop: int):
+        super().__init__()
+        self.joints = joints
+        self.loop = loop
+        self.lstm = ConvLSTM(in_channels + joints, halving(hidden, depth))
+        self.out = nn.Conv2d(self.lstm.hidden_sizes[-1], joints, 1)
+        self.stop = nn.Linear(sum(self.lstm.hidden_sizes), 1)
+
+    @property
+    def passes(self) -> int:
+        """Passes per person: ``loop`` (0 = no loop = one pass with the uniform input)."""
+        return max(1, self.loop)
+
+    def step(
+        self, feat: torch.Tensor, heatmaps: torch.Tensor, states: list[State] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[State]]:
+        """One ConvLSTM pass: ``(heatmaps [B,J,H,W], stop logit [B], states)``."""
+        states = self.lstm(torch.cat([feat, heatmaps.to(feat.dtype)], dim=1), states)
+        out = self.out(states[-1][0])
+        pooled = torch.cat([h.amax(dim=(2, 3)) for h, _ in states], dim=1)
+        return out, self.stop(pooled).squeeze(1), states
+
+    def forward(
+        self, feat: torch.Tensor, states: list[State] | None, init: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[State]]:
+        """One person (iteration ``t``): ``loop`` passes, each fed the previous output.
+
+        Returns the last pass's heatmaps, its stop logit (p_t = sigmoid(logit)) and the state.
+        """
+        hm = init
+        logit = None
+        for _ in range(self.passes):
+            hm, logit, states = self.step(feat, hm, states)
+        return hm, logit, states
+
+
+class Refiner(nn.Module):
+    """LSTM2: features + one person's heatmaps H_t -> refined heatmaps of that person."""
+
+    def __init__(self, in_channels: int, joints: int, hidden: int, depth: int):
+        super().__init__()
+        self.lstm = ConvLSTM(in_channels + joints, halving(hidden, depth))
+        self.out = nn.Conv2d(self.lstm.hidden_sizes[-1], joints, 1)
+
+    def forward(
+        self, feat: torch.Tensor, heatmaps: torch.Tensor, states: list[State] | None
+    ) -> tuple[torch.Tensor, list[State]]:
+        states = self.lstm(torch.cat([feat, heatmaps.to(feat.dtype)], dim=1), states)
+        return self.out(states[-1][0]), states
+
+    def sequence(
+        self, feat: torch.Tensor, heatmaps: torch.Tensor, states: list[State] | None = None
+    ) -> tuple[torch.Tensor, list[State] | None]:
+        """Run over persons ``heatmaps [Z,J,H,W]`` of one image (``feat [1,C,H,W]``)."""
+        outs = []
+        for k in range(heatmaps.shape[0]):
+            o, states = self(feat, heatmaps[k : k + 1], states)
+            outs.append(o[0])
+        if not outs:
+            return heatmaps.new_zeros(heatmaps.shape), states
+        return torch.stack(outs), states
+
+
+class RMPP(nn.Module):
+    """FeatureNorm + LSTM1 (+ LSTM2 when ``use_lstm2``), sized by a :class:`Profile`."""
+
+    def __init__(self, profile: Profile, use_lstm2: bool = True):
+        super().__init__()
+        c, j = profile.rmpp_in_channels, profile.num_joints
+        self.joints = j
+        self.norm = FeatureNorm(c)
+        self.lstm1 = Decoder(c, j, profile.lstm1_hidden, profile.lstm1_depth, profile.loop)
+        self.lstm2 = (
+            Refiner(c, j, profile.lstm2_hidden, profile.lstm2_depth) if use_lstm2 else None
+        )
+
+    @property
+    def use_lstm2(self) -> bool:
+        return self.lstm2 is not None
