@@ -174,47 +174,6 @@ def literal_step(
     return _result(sums, t, z_hat, chunks)
 
 
-def _refine_batched(
-    model: RMPP,
-    feat: torch.Tensor,
-    seqs: list[torch.Tensor],
-    states: list[list[State] | None],
-) -> tuple[list[torch.Tensor], list[list[State]]]:
-    """Run LSTM2 over several images' person sequences at once (ragged lengths, masked).
-
-    ``feat [n,C,H,W]``, ``seqs[i] [r_i,J,H,W]``, ``states[i]`` the image's carried LSTM2 state
-    (None = zeros, as at its first chunk). An image whose sequence has ended keeps its state.
-    Returns the outputs per image and the new states (batch 1 each).
-    """
-    assert model.lstm2 is not None
-    n = len(seqs)
-    lengths = [s.shape[0] for s in seqs]
-    hw = feat.shape[2:]
-    cur: list[State] = []
-    for k, cell in enumerate(model.lstm2.lstm.cells):
-        zero = feat.new_zeros(1, cell.hidden_channels, *hw)
-        hs = [zero if s is None else s[k][0] for s in states]
-        cs = [zero if s is None else s[k][1] for s in states]
-        cur.append((torch.cat(hs), torch.cat(cs)))
-    padded = feat.new_zeros(max(lengths), n, *seqs[0].shape[1:])
-    for i, s in enumerate(seqs):
-        padded[: lengths[i], i] = s  # differentiable copy into the padded buffer
-    lens = torch.tensor(lengths, device=feat.device)
-    outs: list[torch.Tensor] = []
-    for k in range(max(lengths)):
-        out, new = model.lstm2(feat, padded[k], cur)
-        valid = (lens > k).view(n, 1, 1, 1)
-        cur = [
-            (torch.where(valid, hn, ho), torch.where(valid, cn, co))
-            for (hn, cn), (ho, co) in zip(new, cur, strict=True)
-        ]
-        outs.append(out)
-    stacked = torch.stack(outs)  # [steps, n, J, H, W]
-    per_image = [stacked[: lengths[i], i] for i in range(n)]
-    new_states = [[(h[i : i + 1], c[i : i + 1]) for h, c in cur] for i in range(n)]
-    return per_image, new_states
-
-
 def batched_step(
     model: RMPP,
     features: torch.Tensor,
@@ -346,8 +305,8 @@ def _close_chunks(
     hm2 = hm1.new_zeros(())
     if seqs:
         idx = torch.tensor(seq_images, device=feat.device)
-        outs, new_states = _refine_batched(model, feat.index_select(0, idx), seqs,
-                                           [s2[b] for b in seq_images])  # fmt: skip
+        outs, new_states = model.lstm2.ragged(feat.index_select(0, idx), seqs,
+                                              [s2[b] for b in seq_images])  # fmt: skip
         for b, s in zip(seq_images, new_states, strict=True):
             s2[b] = detach_states(s)
         hm2 = heatmap_loss(torch.cat(outs), torch.cat(seq_targets), cfg.scale)

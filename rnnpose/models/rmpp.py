@@ -141,6 +141,50 @@ class Refiner(nn.Module):
             return heatmaps.new_zeros(heatmaps.shape), states
         return torch.stack(outs), states
 
+    def ragged(
+        self,
+        feat: torch.Tensor,
+        seqs: list[torch.Tensor],
+        states: list[list[State] | None] | None = None,
+    ) -> tuple[list[torch.Tensor], list[list[State]]]:
+        """:meth:`sequence` for several images at once (ragged lengths, one batched conv/step).
+
+        ``feat [n,C,H,W]``, ``seqs[i] [r_i,J,H,W]``, ``states[i]`` image i's carried state
+        (None = zeros). An image whose sequence has ended keeps its state (masked update).
+        Returns the outputs per image and the new states (batch 1 each).
+        """
+        n = len(seqs)
+        states = states if states is not None else [None] * n
+        lengths = [s.shape[0] for s in seqs]
+        steps = max(lengths, default=0)
+        cur: list[State] = []
+        for k, cell in enumerate(self.lstm.cells):
+            zero = feat.new_zeros(1, cell.hidden_channels, *feat.shape[2:])
+            cur.append((
+                torch.cat([zero if s is None else s[k][0] for s in states]),
+                torch.cat([zero if s is None else s[k][1] for s in states]),
+            ))  # fmt: skip
+        if steps == 0:
+            return [s[:0] for s in seqs], [[(h[i : i + 1], c[i : i + 1]) for h, c in cur]
+                                           for i in range(n)]  # fmt: skip
+        padded = feat.new_zeros(steps, n, *seqs[0].shape[1:])
+        for i, s in enumerate(seqs):
+            padded[: lengths[i], i] = s  # differentiable copy into the padded buffer
+        lens = torch.tensor(lengths, device=feat.device)
+        outs: list[torch.Tensor] = []
+        for k in range(steps):
+            out, new = self(feat, padded[k], cur)
+            valid = (lens > k).view(n, 1, 1, 1)
+            cur = [
+                (torch.where(valid, hn, ho), torch.where(valid, cn, co))
+                for (hn, cn), (ho, co) in zip(new, cur, strict=True)
+            ]
+            outs.append(out)
+        stacked = torch.stack(outs)  # [steps, n, J, H, W]
+        per_image = [stacked[: lengths[i], i] for i in range(n)]
+        new_states = [[(h[i : i + 1], c[i : i + 1]) for h, c in cur] for i in range(n)]
+        return per_image, new_states
+
 
 class RMPP(nn.Module):
     """FeatureNorm + LSTM1 (+ LSTM2 when ``use_lstm2``), sized by a :class:`Profile`."""
