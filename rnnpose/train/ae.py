@@ -1,0 +1,230 @@
+"""``rnnpose train ae``: train the stacked-hourglass AE network (the first stage, section 3.3).
+
+Adam at ``profile.ae_lr`` on AE's loss (:mod:`rnnpose.losses.ae`), shared heatmaps and tag
+indices built per batch from the dataset's keypoints (:mod:`rnnpose.targets`). The run folder
+gets ``config.json``, ``last.pt`` and ``epoch_NNN.pt`` after every epoch and ``log.jsonl``.
+The data order and the augmentation of epoch ``e`` depend only on ``(seed, e)``, so ``--resume``
+after an interruption ends with the same weights as an uninterrupted run (on the same device).
+A NaN/inf loss stops training and names the step; the last checkpoint (the previous epoch's)
+is left as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from rnnpose.config import PROFILES, Profile, get_profile
+from rnnpose.data.coco import CocoPoseDataset, collate
+from rnnpose.io import DataError, PathLike
+from rnnpose.losses.ae import ae_loss
+from rnnpose.models.hourglass import PoseNet
+from rnnpose.targets import shared_heatmaps, tag_indices, to_heatmap
+from rnnpose.train.common import (
+    NonFiniteLossError,
+    RunDir,
+    check_finite,
+    progress,
+    seed_everything,
+)
+
+
+def data_paths(
+    data_dir: PathLike | None, ann_file: PathLike | None = None, image_root: PathLike | None = None
+) -> tuple[Path, Path]:
+    """``(annotations, image folder)``: ``DIR/annotations.json`` and ``DIR/images`` unless given."""
+    if ann_file is None or image_root is None:
+        if data_dir is None:
+            raise DataError("give --data DIR (annotations.json, images/) or --ann and --images")
+        data_dir = Path(data_dir)
+        ann_file = ann_file or data_dir / "annotations.json"
+        image_root = image_root or data_dir / "images"
+    ann_file, image_root = Path(ann_file), Path(image_root)
+    if not ann_file.is_file():
+        raise DataError(f"{ann_file}: annotation file not found")
+    if not image_root.is_dir():
+        raise DataError(f"{image_root}: image folder not found")
+    return ann_file, image_root
+
+
+def batch_targets(batch: dict[str, Any], profile: Profile) -> tuple[torch.Tensor, torch.Tensor]:
+    """AE targets of a collated batch: shared heatmaps [B,17,M,M] and tag indices [B,P,17,2]."""
+    m = profile.output_size
+    heat, idx = [], []
+    for kps, n in zip(batch["keypoints"], batch["num_people"].tolist(), strict=True):
+        k = to_heatmap(kps[:n], profile.stride)
+        heat.append(shared_heatmaps(k, m, profile.sigma))
+        idx.append(tag_indices(k, m, profile.max_people))
+    return torch.stack(heat), torch.stack(idx)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The sample order of one epoch, a function of ``(seed, epoch)`` only."""
+    return np.random.default_rng([seed, epoch]).permutation(n).tolist()
+
+
+def _device(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda requested but no CUDA device is available")
+    return dev
+
+
+def _check_resume_config(old: dict[str, Any], new: dict[str, Any], path: Path) -> None:
+    for key in ("method", "profile", "seed", "bn"):
+        if old.get(key) != new.get(key):
+            raise DataError(
+                f"{path}: cannot resume: the run was started with a different {key!r} "
+                f"({old.get(key)!r} vs {new.get(key)!r})"
+            )
+
+
+def train_ae(
+    profile: str | Profile,
+    data_dir: PathLike | None,
+    out_dir: PathLike,
+    resume: bool = False,
+    seed: int = 0,
+    quiet: bool = False,
+    epochs: int | None = None,
+    device: str | torch.device = "cpu",
+    ann_file: PathLike | None = None,
+    image_root: PathLike | None = None,
+    num_workers: int = 0,
+) -> Path:
+    """Train (or continue) an AE run in ``out_dir``; returns ``out_dir``.
+
+    ``epochs`` (default ``profile.ae_epochs``) is the total number of epochs of the run.
+    Raises :class:`~rnnpose.train.common.NonFiniteLossError` on a NaN/inf loss.
+    """
+    profile = get_profile(profile)
+    dev = _device(device)
+    ann_file, image_root = data_paths(data_dir, ann_file, image_root)
+    epochs = profile.ae_epochs if epochs is None else int(epochs)
+    run = RunDir(out_dir)
+    config = {
+        "method": "ae",
+        "profile": profile.to_dict(),
+        "seed": int(seed),
+        "epochs": epochs,
+        "bn": True,
+        "data": {"annotations": str(ann_file), "images": str(image_root)},
+    }
+    payload = run.resume_payload(resume)
+    if payload is None and run.last.exists():
+        raise DataError(f"{run.path}: already holds a run; pass --resume or choose another --out")
+    if payload is not None:
+        _check_resume_config(payload["config"], config, run.last)
+
+    seed_everything(seed)
+    model = PoseNet(profile, bn=True).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=profile.ae_lr)
+    start_epoch, step = 0, 0
+    if payload is not None:
+        restore_training_state(payload, model, optimizer)
+        start_epoch, step = int(payload["epoch"]), int(payload["step"])
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config, str(dev))
+
+    dataset = CocoPoseDataset(
+        ann_file, image_root, profile.input_size, profile.output_size,
+        train=True, seed=seed, max_people=profile.max_people,
+    )  # fmt: skip
+    for epoch in range(start_epoch, epochs):
+        dataset.set_epoch(epoch)
+        order = epoch_order(len(dataset), seed, epoch)
+        loader = DataLoader(
+            dataset, batch_size=profile.ae_batch_size, sampler=order, collate_fn=collate,
+            num_workers=num_workers,
+        )  # fmt: skip
+        model.train()
+        sums = {"total": 0.0, "heatmap": 0.0, "push": 0.0, "pull": 0.0}
+        first = last = float("nan")
+        n = 0
+        t0 = time.perf_counter()
+        bar = progress(loader, quiet=quiet, desc=f"ae {epoch + 1}/{epochs}", unit="batch")
+        for batch in bar:
+            heat, idx = batch_targets(batch, profile)
+            out = model(batch["image"].to(dev))
+            losses = ae_loss(out, heat.to(dev), batch["mask"].to(dev), idx.to(dev))
+            check_finite(losses["total"], step=step + 1, epoch=epoch + 1, run_dir=run.path)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+            step += 1
+            n += 1
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            for k in sums:
+                sums[k] += values[k]
+            first = values["total"] if n == 1 else first
+            last = values["total"]
+            bar.set_postfix(loss=f"{values['total']:.5f}")
+        bar.close()
+        save_checkpoint(
+            run.epoch_path(epoch + 1), model=model, config=config, epoch=epoch + 1, step=step,
+            optimizer=optimizer,
+        )  # fmt: skip
+        save_checkpoint(
+            run.last, model=model, config=config, epoch=epoch + 1, step=step, optimizer=optimizer
+        )
+        record = {"epoch": epoch + 1, "step": step, "batches": n}
+        record.update({("loss" if k == "total" else k): s / max(n, 1) for k, s in sums.items()})
+        record.update(
+            {"loss_first_batch": first, "loss_last_batch": last,
+             "seconds": round(time.perf_counter() - t0, 3)}
+        )  # fmt: skip
+        run.log(record)
+    return run.path
+
+
+def load_ae(run_dir: PathLike, device: str | torch.device = "cpu") -> tuple[PoseNet, Profile]:
+    """The trained AE network of a run (eval mode, newest checkpoint) and its profile."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if config.get("method") != "ae":
+        raise DataError(f"{run.config_path}: not an AE run (method {config.get('method')!r})")
+    try:
+        profile = Profile.from_dict(config["profile"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{run.config_path}: bad 'profile' field ({exc})") from None
+    dev = _device(device)
+    payload = load_checkpoint(run.last, map_location=dev)
+    model = PoseNet(profile, bn=bool(config.get("bn", True)))
+    restore_training_state(payload, model, rng=False)
+    return model.to(dev).eval(), profile
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    parser.add_argument("--data", help="dataset folder holding annotations.json and images/")
+    parser.add_argument("--ann", help="COCO keypoint annotation file (real data)")
+    parser.add_argument("--images", help="image folder for --ann")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    parser.add_argument("--epochs", type=int, help="total epochs (default: the profile's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        out = train_ae(
+            args.profile, args.data, args.out, resume=args.resume, seed=args.seed,
+            quiet=args.quiet, epochs=args.epochs, device=args.device,
+            ann_file=args.ann, image_root=args.images, num_workers=args.workers,
+        )  # fmt: skip
+    except NonFiniteLossError as exc:
+        print(f"rnnpose train ae: {exc}", file=sys.stderr)
+        return 1
+    print(f"AE run: {out}")
+    return 0
