@@ -14,6 +14,7 @@ import contextlib
 import io
 import math
 import numbers
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,9 @@ def ignore_mask(coco: COCO, anns: list[dict], height: int, width: int) -> np.nda
                 rle = mask_utils.frPyObjects(seg, height, width)
             else:
                 rle = seg
-            m |= mask_utils.decode(rle).astype(bool)
+            with warnings.catch_warnings():  # pycocotools vs numpy 2 copy keyword
+                warnings.simplefilter("ignore", DeprecationWarning)
+                m |= mask_utils.decode(rle).astype(bool)
         elif ann.get("bbox"):
             x, y, w, h = ann["bbox"]
             x0, y0 = max(int(math.floor(x)), 0), max(int(math.floor(y)), 0)
@@ -272,9 +275,10 @@ class CocoPoseDataset(torch.utils.data.Dataset):
             kps = apply_affine(kps, A)
             if flip:
                 kps = kps[:, list(FLIP_INDEX)]
+            # inside = on one of the S x S pixels (pixel i spans [i - 0.5, i + 0.5))
             inside = (
-                (kps[..., 0] >= 0) & (kps[..., 0] <= S - 1)
-                & (kps[..., 1] >= 0) & (kps[..., 1] <= S - 1)
+                (kps[..., 0] >= -0.5) & (kps[..., 0] < S - 0.5)
+                & (kps[..., 1] >= -0.5) & (kps[..., 1] < S - 0.5)
             )  # fmt: skip
             keep_joint = inside & (kps[..., 2] > 0)
             kps[~keep_joint] = 0.0

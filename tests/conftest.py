@@ -1,0 +1,36 @@
+"""Shared fixtures: the real COCO/OCHuman samples, the tiny profile, a tiny synthetic set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rnnpose.config import Profile, get_profile
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository (COCO and OCHuman samples); skip if absent."""
+    if not (SHARED_DATA / "coco-val2017-sample" / "test_coco.json").is_file():
+        pytest.skip(f"shared real-data samples not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_profile() -> Profile:
+    return get_profile("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-image, 64-px synthetic ``train`` dataset (seed 0), generated once per session.
+
+    The folder holds ``annotations.json`` and ``images/``
+    (see ``rnnpose.data.synthetic.dataset_files``).
+    """
+    from rnnpose.data.synthetic import generate
+
+    return generate("train", 16, 0, 64, tmp_path_factory.mktemp("synth") / "tiny", quiet=True)
