@@ -184,22 +184,22 @@ def refine(
     if not found.any():
         return person
     mean_tag = person[found, 3:].mean(axis=0)
-    j, h, w = heatmaps.shape
-    dist = np.sqrt(((tags - mean_tag) ** 2).sum(axis=-1))  # [J, M, M]
-    score = (heatmaps - np.round(dist)).reshape(j, h * w)
+    joints = np.nonzero(~found)[0]  # only the missing joints need the search
+    _, h, w = heatmaps.shape
+    dist = np.sqrt(((tags[joints] - mean_tag) ** 2).sum(axis=-1))  # [n, M, M]
+    score = (heatmaps[joints] - np.round(dist)).reshape(len(joints), h * w)
     best = score.argmax(axis=1)
     x, y = best % w, best // w
-    joints = np.arange(j)
     value = heatmaps[joints, y, x]
-    fill = ~found & (value > 0)
-    if not fill.any():
+    keep = value > 0
+    if not keep.any():
         return person
+    joints, x, y, value = joints[keep], x[keep], y[keep], value[keep]
     dx, dy = _quarter_offsets(heatmaps, joints, x, y) if adjust_position else (0.0, 0.0)
-    xs, ys = x + dx, y + dy
-    person[fill, 0] = np.broadcast_to(xs, (j,))[fill]
-    person[fill, 1] = np.broadcast_to(ys, (j,))[fill]
-    person[fill, 2] = value[fill]
-    person[fill, 3:] = tags[joints, y, x][fill]
+    person[joints, 0] = x + dx
+    person[joints, 1] = y + dy
+    person[joints, 2] = value
+    person[joints, 3:] = tags[joints, y, x]
     return person
 
 
