@@ -66,7 +66,10 @@ def check_results(results: Any, coco: COCO, source: str) -> list[dict]:
                 "score": float(r["score"]),
             }
         )
-    unknown = sorted({r["image_id"] for r in out} - set(coco.getImgIds()), key=str)
+    unknown = sorted(
+        {r["image_id"] for r in out} - set(coco.getImgIds()),
+        key=lambda i: (0, i, "") if isinstance(i, (int, float)) else (1, 0, str(i)),
+    )
     if unknown:
         shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
         raise DataError(
