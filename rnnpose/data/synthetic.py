@@ -132,7 +132,8 @@ class Body:
     parts: list[tuple]  # ("line", p0, p1, width, label) | ("poly", pts, label), far to near
     lo: np.ndarray  # bounding box min (x, y) of the silhouette
     hi: np.ndarray  # bounding box max (x, y)
-    palette: dict[str, Any] = field(default_factory=dict)
+    yaw: float = 0.0  # degrees; 0 faces the camera, 180 shows the back
+    palette: dict[int, Any] = field(default_factory=dict)
     offset: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
     def box(self) -> np.ndarray:
@@ -154,7 +155,8 @@ def make_body(rng: np.random.Generator, height: float, kind: str | None = None) 
     if kind is None:
         kind = POSE_KINDS[int(rng.choice(len(POSE_KINDS), p=POSE_PROBS))]
     ang = _pose_angles(rng, kind)
-    yaw = math.radians(_yaw(rng))
+    yaw_deg = _yaw(rng)
+    yaw = math.radians(yaw_deg)
     head_yaw = math.radians(rng.uniform(-40, 40))
     # Per-person proportions vary a little.
     prop = rng.uniform(0.92, 1.08, size=6)
@@ -243,7 +245,7 @@ def make_body(rng: np.random.Generator, height: float, kind: str | None = None) 
     pieces.sort(key=lambda dp: dp[0])
     parts = [pc for _, pc in pieces]
     lo, hi = _parts_extent(parts)
-    return Body(jxy, face_away, parts, lo, hi)
+    return Body(jxy, face_away, parts, lo, hi, yaw=yaw_deg)
 
 
 def _parts_extent(parts: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
