@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +108,24 @@ def test_cli_trains_and_refuses_a_mismatched_resume(data_dir, tmp_path, capsys):
                  "--resume", "--quiet"]) == 2  # fmt: skip
     assert "different 'profile'" in capsys.readouterr().err
     assert main([*args[:-2], "--out", str(tmp_path / "x"), "--data", str(tmp_path)]) == 2
+
+
+def test_real_coco_sample_via_ann_and_images(shared_data, tmp_path):
+    sample = shared_data / "coco-val2017-sample"
+    run = train_ae(
+        PROFILE, None, tmp_path / "coco", epochs=1, quiet=True,
+        ann_file=sample / "test_coco.json", image_root=sample,
+    )  # fmt: skip
+    model, profile = load_ae(run)
+    from PIL import Image
+
+    from rnnpose.inference import predict_ae
+
+    image = np.asarray(Image.open(sample / "000000000785.jpg").convert("RGB"))
+    people = predict_ae(model, image, profile, flip=True, detection_threshold=-1e9)
+    assert people
+    h, w = image.shape[:2]
+    for person in people:
+        xy = person["keypoints"][:, :2]
+        # letterboxed to a square: points stay within the padded square around the image
+        assert (xy > -max(h, w) / 2).all() and (xy < max(h, w) * 1.5).all()
