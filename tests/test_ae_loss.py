@@ -122,3 +122,19 @@ def test_stacks_are_averaged():
     full = ae_loss(out, gt, masks, idx)["heatmap"]
     second = heatmap_loss(out.heatmaps[:, 1], gt, masks).mean()
     assert torch.allclose(full, second / 2)
+
+
+def test_tag_dim_two_divides_pull_by_dimension_and_sums_push_distance():
+    people = [[(0, 3), (1, 4)], [(0, 40), (2, 41)]]
+    vals = {(0, 3): 0.0, (1, 4): 1.0, (0, 40): 2.0, (2, 41): 2.0}
+    one = _tags(vals)  # [1,1,17,1,M,M]
+    two = torch.cat([one, torch.zeros_like(one)], dim=3)  # second dimension all zero
+    push1, pull1 = tag_loss(one, _idx(people))
+    push2, pull2 = tag_loss(two, _idx(people))
+    assert math.isclose(pull2.item(), pull1.item() / 2, rel_tol=1e-6)  # AE divides by tag_dim
+    assert math.isclose(push2.item(), push1.item(), rel_tol=1e-6)
+    # channel layout through ae_loss: joint-major [17*L] -> [17, L]
+    hm = torch.zeros(1, 1, 17, M, M)
+    flat = two.reshape(1, 1, 34, M, M)
+    loss = ae_loss(AEOutput(hm, flat, hm[:, :, :0]), hm[:, 0], torch.ones(1, M, M), _idx(people))
+    assert math.isclose(loss["pull"].item(), pull2.item(), rel_tol=1e-6)
