@@ -92,6 +92,34 @@ def draw_people(
     return ax
 
 
+def overlay_heatmaps(
+    ax: Axes,
+    image: np.ndarray,
+    heatmaps: np.ndarray,
+    alpha: float = 0.55,
+    cmap: str = "magma",
+    reduce: str = "max",
+) -> Axes:
+    """Show ``heatmaps`` ([M,M] or [J,M,M], reduced over joints with ``max`` or ``sum``) over
+    a square input ``image``. Heatmap pixel i sits at input pixel i * stride (no half-pixel
+    shift, as in :mod:`rnnpose.targets`), stride = image side / M (paper fig. 1, 2)."""
+    h = np.asarray(heatmaps, dtype=float)
+    if h.ndim == 3:
+        h = h.max(axis=0) if reduce == "max" else h.sum(axis=0)
+    stride = np.asarray(image).shape[1] / h.shape[1]
+    ax.imshow(image)
+    ax.imshow(
+        np.clip(h, 0, None), cmap=cmap, alpha=alpha, interpolation="bilinear",
+        extent=(-0.5 * stride, (h.shape[1] - 0.5) * stride, (h.shape[0] - 0.5) * stride,
+                -0.5 * stride),
+    )  # fmt: skip
+    side = np.asarray(image).shape
+    ax.set_xlim(-0.5, side[1] - 0.5)
+    ax.set_ylim(side[0] - 0.5, -0.5)
+    ax.set_axis_off()
+    return ax
+
+
 def sample_grid(
     ann_file: PathLike,
     image_root: PathLike,

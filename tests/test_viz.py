@@ -10,7 +10,14 @@ import pytest
 from matplotlib.figure import Figure
 
 from rnnpose.skeleton import LIMBS
-from rnnpose.viz import PALETTE, draw_people, drawn_limbs, person_color, sample_grid
+from rnnpose.viz import (
+    PALETTE,
+    draw_people,
+    drawn_limbs,
+    overlay_heatmaps,
+    person_color,
+    sample_grid,
+)
 
 matplotlib.use("Agg")
 
@@ -65,3 +72,13 @@ def test_sample_grid_on_real_files(shared_data, folder, name, n, cols):
     fig.canvas.draw()  # renders without error
     seeded = sample_grid(root / name, root, n=2, seed=0)
     assert len(seeded.axes) == 2
+
+
+def test_overlay_heatmaps_extent_matches_stride():
+    ax = Figure().add_subplot()
+    maps = np.zeros((17, 16, 16))
+    maps[3, 5, 7] = 1.0
+    overlay_heatmaps(ax, np.zeros((64, 64, 3), np.uint8), maps)
+    assert len(ax.images) == 2
+    assert ax.images[1].get_extent() == [-2.0, 62.0, 62.0, -2.0]
+    assert ax.images[1].get_array().max() == 1.0
