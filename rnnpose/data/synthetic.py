@@ -18,7 +18,9 @@ gives byte-identical files.
 
 Annotations: ``bbox`` and ``area`` describe the person's whole rendered silhouette (clipped to
 the image, occluded parts included, like OCHuman's boxes); ``segmentation`` is the RLE of the
-visible part.
+visible part. Within an image, annotations are listed far to near (drawing order). A person
+whose joints all fall outside the image keeps an annotation with ``num_keypoints`` 0, so the
+loader's ignore mask covers it.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ def get_affine(
     flip: bool = False,
 ) -> np.ndarray:
     """The affine that maps a square box (side ``scale`` original pixels, centred on
-    ``center``, rotated by ``rot`` degrees counter-clockwise on screen) onto an
-    ``out_size`` x ``out_size`` image. ``flip`` mirrors the result left-right."""
+    ``center``) onto an ``out_size`` x ``out_size`` image, the content turned ``rot`` degrees
+    counter-clockwise on screen. ``flip`` then mirrors the result left-right."""
     s = out_size / float(scale)
     r = math.radians(rot)
     c, n = math.cos(r), math.sin(r)
