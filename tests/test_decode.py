@@ -11,6 +11,15 @@ from rnnpose.models.rmpp import RMPP
 PROF = get_profile("tiny")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny ops: one intra-op thread is much faster on a busy 2-core machine (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_keypoints_argmax_threshold_and_subpixel():
     hm = torch.zeros(3, 6, 6)
     hm[0, 2, 3], hm[0, 2, 4], hm[0, 2, 2] = 0.9, 0.5, 0.1  # right neighbour higher
@@ -55,7 +64,7 @@ def _model(bias: float) -> RMPP:
 
 def test_decode_counts_and_batch_equals_single():
     feats = torch.randn(3, 8, 16, 16, generator=torch.Generator().manual_seed(5))
-    m = _model(0.15)  # p_t pattern (see test_algorithm1): >, < for every image
+    m = _model(5.0)  # p_t pattern (see test_algorithm1): >, < for every image
     out = decode(m, feats, PROF.omega, max_iterations=6, seeds=[0, 1, 2])
     assert [len(o["p"]) for o in out] == [1, 1, 1]
     assert all(o["heatmaps"].shape == (1, 17, 16, 16) for o in out)

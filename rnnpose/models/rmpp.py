@@ -48,6 +48,15 @@ def init_heatmaps(
     return out.to(device)
 
 
+def heatmap_head(channels: int, joints: int) -> nn.Conv2d:
+    """The 1x1 output convolution; initialised near zero (weights N(0, 0.001), bias 0, as in
+    common heatmap heads) so the first predictions are flat instead of noise."""
+    conv = nn.Conv2d(channels, joints, 1)
+    nn.init.normal_(conv.weight, std=1e-3)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
 class FeatureNorm(nn.Module):
     """``y = gamma * (x - mean) / sqrt(var + eps) + beta`` with frozen dataset statistics.
 
@@ -84,7 +93,7 @@ class Decoder(nn.Module):
         self.joints = joints
         self.loop = loop
         self.lstm = ConvLSTM(in_channels + joints, halving(hidden, depth))
-        self.out = nn.Conv2d(self.lstm.hidden_sizes[-1], joints, 1)
+        self.out = heatmap_head(self.lstm.hidden_sizes[-1], joints)
         self.stop = nn.Linear(sum(self.lstm.hidden_sizes), 1)
 
     @property
@@ -121,7 +130,7 @@ class Refiner(nn.Module):
     def __init__(self, in_channels: int, joints: int, hidden: int, depth: int):
         super().__init__()
         self.lstm = ConvLSTM(in_channels + joints, halving(hidden, depth))
-        self.out = nn.Conv2d(self.lstm.hidden_sizes[-1], joints, 1)
+        self.out = heatmap_head(self.lstm.hidden_sizes[-1], joints)
 
     def forward(
         self, feat: torch.Tensor, heatmaps: torch.Tensor, states: list[State] | None

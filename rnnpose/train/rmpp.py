@@ -1,0 +1,287 @@
+"""``rnnpose train rmpp``: train the recurrent decoder on a frozen AE (section 3.3, Algorithm 1).
+
+The AE run's network is loaded frozen; its features for every training image are computed
+once and cached (:mod:`rnnpose.features`), their per-channel statistics set FeatureNorm.
+Training uses Adam at ``profile.rmpp_lr``, x0.1 from epoch ``profile.rmpp_lr_drop_epoch``
+(epochs counted from 1). ``batch_size`` images are decoded in lock-step
+(:func:`rnnpose.algorithm1.batched_step`; 1 = the literal Algorithm-1 loop); the gradient of a
+batch is the SUM over its images. The image order and all per-image noise of epoch ``e`` are
+functions of ``(seed, e)``, so ``--resume`` ends with the same weights as an uninterrupted run
+(same device). A NaN/inf loss stops training before the optimiser step and names the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnpose.algorithm1 import StepConfig, batched_step, literal_step
+from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from rnnpose.config import PROFILES, Profile, get_profile
+from rnnpose.features import FeatureSet, cache_key, extract_features
+from rnnpose.io import DataError, PathLike
+from rnnpose.losses.rmpp import LOSS_CONFIGS
+from rnnpose.models.rmpp import RMPP, mix_seed
+from rnnpose.orderings import ORDERINGS
+from rnnpose.targets import person_heatmaps, to_heatmap
+from rnnpose.train.common import NonFiniteLossError, RunDir, check_finite, progress
+
+#: The ablation switches of section 4 (None = the profile's value).
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "T": None,  # within-image batch size (table 6)
+    "sgd": "approx",  # "approx" (A-SGD) or "exact" (E-SGD)
+    "loop": None,  # feedback passes per person (table 5)
+    "ordering": "learned",  # LSTM2 input ordering (table 3)
+    "loss_config": "aa'",  # count-mismatch configuration (table 4)
+    "omega": None,  # stop threshold in training (figure 6)
+    "lstm2_depth": None,  # LSTM2 layers (table 7)
+    "use_lstm2": True,
+    "batch_size": None,  # images in lock-step (profile.rmpp_batch_size)
+    "epochs": None,  # total epochs (profile.rmpp_epochs)
+}
+
+
+def apply_options(profile: Profile, options: dict[str, Any]) -> Profile:
+    """The profile with the options that change model or schedule sizes applied."""
+    fields = {"T": "T", "loop": "loop", "omega": "omega", "lstm2_depth": "lstm2_depth",
+              "batch_size": "rmpp_batch_size", "epochs": "rmpp_epochs"}  # fmt: skip
+    return profile.replace(
+        **{f: options[o] for o, f in fields.items() if options.get(o) is not None}
+    )
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise DataError(f"unknown RMPP option(s): {', '.join(unknown)}")
+    opts = {**DEFAULT_OPTIONS, **options}
+    if opts["sgd"] not in ("approx", "exact"):
+        raise DataError(f"--sgd must be approx or exact, got {opts['sgd']!r}")
+    if opts["ordering"] not in ORDERINGS:
+        raise DataError(f"--ordering must be one of {', '.join(ORDERINGS)}")
+    if opts["loss_config"] not in LOSS_CONFIGS:
+        raise DataError(f"--loss-config must be one of {', '.join(LOSS_CONFIGS)}")
+    return opts
+
+
+def person_targets(keypoints: torch.Tensor, profile: Profile) -> torch.Tensor:
+    """GT person heatmaps ``[Z,J,M,M]`` of keypoints in INPUT pixels (section 3.1.1)."""
+    return person_heatmaps(to_heatmap(keypoints, profile.stride), profile.output_size,
+                           profile.sigma)  # fmt: skip
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The image order of one epoch, a function of ``(seed, epoch)`` only."""
+    gen = torch.Generator().manual_seed(mix_seed(seed, epoch))
+    return torch.randperm(n, generator=gen).tolist()
+
+
+def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
+    """What must not change on ``--resume`` (the epoch count may grow)."""
+    prof = {k: v for k, v in (config.get("profile") or {}).items() if k != "rmpp_epochs"}
+    opts = {k: v for k, v in (config.get("options") or {}).items() if k != "epochs"}
+    return {"method": config.get("method"), "profile": prof, "options": opts,
+            "seed": config.get("seed")}  # fmt: skip
+
+
+def _device(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda requested but no CUDA device is available")
+    return dev
+
+
+def fit_rmpp(
+    features: FeatureSet,
+    profile: Profile,
+    out_dir: PathLike,
+    *,
+    options: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    quiet: bool = False,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Train an RMPP decoder on cached features (the part of :func:`train_rmpp` after the AE)."""
+    opts = check_options(options or {})
+    profile = apply_options(profile, opts)
+    dev = _device(device)
+    cfg = StepConfig.from_profile(profile, sgd=opts["sgd"], loss_config=opts["loss_config"],
+                                  ordering=opts["ordering"])  # fmt: skip
+    if features.features.shape[1] != profile.rmpp_in_channels:
+        raise DataError(
+            f"features have {features.features.shape[1]} channels, the profile expects "
+            f"{profile.rmpp_in_channels} (nstack * feat_channels)"
+        )
+    run = RunDir(out_dir)
+    config = {"method": "rmpp", **(config or {}), "profile": profile.to_dict(),
+              "options": opts, "seed": int(seed)}  # fmt: skip
+    torch.manual_seed(seed)
+    model = RMPP(profile, use_lstm2=bool(opts["use_lstm2"])).to(dev)
+    model.norm.set_stats(features.mean, features.var)
+    opt = torch.optim.Adam(model.parameters(), lr=profile.rmpp_lr)
+    start, step = 0, 0
+    payload = run.resume_payload(resume)
+    if payload is not None:
+        old, new = _resume_key(payload["config"]), _resume_key(config)
+        for key in new:
+            if old.get(key) != new[key]:
+                raise DataError(f"{run.last}: cannot resume: the run was started with a "
+                                f"different {key!r}")  # fmt: skip
+        restore_training_state(payload, model, opt)
+        start, step = int(payload["epoch"]), int(payload["step"])
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config, device=str(dev))
+    n, bsz = len(features), max(1, profile.rmpp_batch_size)
+    for epoch in range(start + 1, profile.rmpp_epochs + 1):
+        lr = profile.rmpp_lr * (0.1 if epoch >= profile.rmpp_lr_drop_epoch else 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        model.train()
+        order = epoch_order(n, seed, epoch)
+        sums = {"heatmap1": 0.0, "stop": 0.0, "heatmap2": 0.0, "total": 0.0}
+        exact = 0
+        t0 = time.perf_counter()
+        batches = [order[i : i + bsz] for i in range(0, n, bsz)]
+        bar = progress(batches, quiet=quiet, desc=f"rmpp epoch {epoch}", unit="batch")
+        for idx in bar:
+            step += 1
+            opt.zero_grad(set_to_none=True)
+            feats = features.features[idx].to(dev).float()
+            gts = [person_targets(features.keypoints[i], profile).to(dev) for i in idx]
+            seeds = [mix_seed(seed, epoch, i) for i in idx]
+            if len(idx) == 1:
+                res = literal_step(model, feats, gts[0], cfg, seed=seeds[0])
+                per_image = [(res["iterations"], res["z_hat"])]
+            else:
+                res = batched_step(model, feats, gts, cfg, seeds=seeds)
+                per_image = res["per_image"]
+            check_finite(torch.tensor(res["total"]), step=step, epoch=epoch, run_dir=run.path)
+            opt.step()
+            for k in sums:
+                sums[k] += res[k]
+            exact += sum(int(zh == g.shape[0]) for (_, zh), g in zip(per_image, gts, strict=True))
+            bar.set_postfix(loss=f"{res['total'] / len(idx):.3f}")
+        record = {"epoch": epoch, "step": step, "lr": lr,
+                  **{k: v / n for k, v in sums.items()}, "count_exact": exact / n,
+                  "images_per_s": n / max(time.perf_counter() - t0, 1e-9)}  # fmt: skip
+        save_checkpoint(run.last, model=model, config=config, epoch=epoch, step=step,
+                        optimizer=opt)  # fmt: skip
+        save_checkpoint(run.epoch_path(epoch), model=model, config=config, epoch=epoch,
+                        step=step, optimizer=opt)  # fmt: skip
+        run.log(record)
+    return run.path
+
+
+def train_rmpp(
+    profile: str | Profile | None,
+    ae_run: PathLike,
+    data_dir: PathLike | None,
+    out_dir: PathLike,
+    resume: bool = False,
+    seed: int = 0,
+    quiet: bool = False,
+    device: str | torch.device = "cpu",
+    ann_file: PathLike | None = None,
+    image_root: PathLike | None = None,
+    **options: Any,
+) -> Path:
+    """Train (or continue) an RMPP run in ``out_dir`` on the frozen AE of ``ae_run``.
+
+    ``profile`` None = the AE run's profile; a given profile must agree with the AE's on the
+    feature geometry. ``options``: see :data:`DEFAULT_OPTIONS`. Returns ``out_dir``.
+    """
+    from rnnpose.data.coco import CocoPoseDataset
+    from rnnpose.train.ae import data_paths, load_ae
+
+    opts = check_options(options)
+    dev = _device(device)
+    ae_model, ae_profile = load_ae(ae_run, dev)
+    prof = ae_profile if profile is None else get_profile(profile)
+    geometry = ("input_size", "output_size", "nstack", "feat_channels")
+    bad = [g for g in geometry if getattr(prof, g) != getattr(ae_profile, g)]
+    if bad:
+        raise DataError(f"profile {prof.name!r} disagrees with the AE run {ae_run} on "
+                        f"{', '.join(bad)}")  # fmt: skip
+    ann_file, image_root = data_paths(data_dir, ann_file, image_root)
+    dataset = CocoPoseDataset(ann_file, image_root, prof.input_size, prof.output_size,
+                              train=False, max_people=prof.max_people)  # fmt: skip
+    key = cache_key(RunDir(ae_run).last, ann_file, ae_profile)
+    cache = Path(ae_run) / "rmpp_features" / f"{key}.pt"
+    feats = extract_features(ae_model, dataset, batch_size=prof.ae_batch_size, device=dev,
+                             cache_file=cache, quiet=quiet)  # fmt: skip
+    del ae_model
+    config = {"ae_run": str(Path(ae_run).resolve()), "features": str(cache),
+              "data": {"annotations": str(ann_file), "images": str(image_root)}}  # fmt: skip
+    return fit_rmpp(feats, prof, out_dir, options=opts, config=config, resume=resume, seed=seed,
+                    quiet=quiet, device=dev)  # fmt: skip
+
+
+def load_rmpp(
+    run_dir: PathLike, device: str | torch.device = "cpu", *, with_ae: bool = True
+) -> tuple[RMPP, torch.nn.Module | None, Profile, dict[str, Any]]:
+    """``(model, ae_model, profile, options)`` of a trained run (eval mode, newest weights)."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if config.get("method") != "rmpp":
+        raise DataError(f"{run.config_path}: not an RMPP run (method {config.get('method')!r})")
+    try:
+        profile = Profile.from_dict(config["profile"])
+        options = check_options(config.get("options", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{run.config_path}: bad config ({exc})") from None
+    dev = _device(device)
+    model = RMPP(profile, use_lstm2=bool(options["use_lstm2"]))
+    restore_training_state(load_checkpoint(run.last, map_location=dev), model, rng=False)
+    ae_model = None
+    if with_ae and config.get("ae_run"):
+        from rnnpose.train.ae import load_ae
+
+        ae_model = load_ae(config["ae_run"], dev)[0]
+    return model.to(dev).eval(), ae_model, profile, options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ae", required=True, help="the trained AE run folder")
+    parser.add_argument("--profile", choices=sorted(PROFILES),
+                        help="profile (default: the AE run's)")  # fmt: skip
+    parser.add_argument("--data", help="dataset folder holding annotations.json and images/")
+    parser.add_argument("--ann", help="COCO keypoint annotation file (real data)")
+    parser.add_argument("--images", help="image folder for --ann")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--T", type=int, help="within-image batch size of A-SGD (table 6)")
+    parser.add_argument("--sgd", choices=("approx", "exact"), default="approx")
+    parser.add_argument("--loop", type=int, help="feedback passes per person (table 5)")
+    parser.add_argument("--ordering", choices=ORDERINGS, default="learned")
+    parser.add_argument("--loss-config", choices=LOSS_CONFIGS, default="aa'")
+    parser.add_argument("--omega", type=float, help="stop threshold in training")
+    parser.add_argument("--lstm2-depth", type=int, help="LSTM2 layers (table 7)")
+    parser.add_argument("--no-lstm2", action="store_true", help="LSTM1 only")
+    parser.add_argument("--batch-size", type=int, help="images decoded in lock-step")
+    parser.add_argument("--epochs", type=int, help="total epochs (default: the profile's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = {"T": args.T, "sgd": args.sgd, "loop": args.loop, "ordering": args.ordering,
+               "loss_config": args.loss_config, "omega": args.omega,
+               "lstm2_depth": args.lstm2_depth, "use_lstm2": not args.no_lstm2,
+               "batch_size": args.batch_size, "epochs": args.epochs}  # fmt: skip
+    try:
+        out = train_rmpp(args.profile, args.ae, args.data, args.out, resume=args.resume,
+                         seed=args.seed, quiet=args.quiet, device=args.device,
+                         ann_file=args.ann, image_root=args.images, **options)  # fmt: skip
+    except NonFiniteLossError as exc:
+        print(f"rnnpose train rmpp: {exc}", file=sys.stderr)
+        return 1
+    print(f"RMPP run: {out}")
+    return 0
