@@ -1,14 +1,26 @@
-"""RMPP training: overfitting a handful of images (features given), resume equality, CLI."""
+"""RMPP training: overfitting a handful of images (features given), resume equality, the
+frozen-AE feature cache and its statistics, the CLI end to end."""
 
 import json
 
 import pytest
 import torch
+from torch import nn
 
+from rnnpose.checkpoint import save_checkpoint
+from rnnpose.cli import main
 from rnnpose.config import get_profile
 from rnnpose.decode import decode
-from rnnpose.features import FeatureSet
+from rnnpose.features import (
+    ChannelStats,
+    FeatureSet,
+    cache_key,
+    extract_features,
+    load_feature_set,
+)
 from rnnpose.io import DataError
+from rnnpose.models.hourglass import AEOutput, PoseNet
+from rnnpose.train.common import RunDir
 from rnnpose.train.rmpp import fit_rmpp, load_rmpp, person_targets
 
 PROF = get_profile("tiny", rmpp_lr=5e-3, loop=0, max_iterations=5, T=2)
@@ -83,3 +95,100 @@ def test_literal_batch_one_trains(tmp_path):
     assert rec["step"] == 2 and rec["total"] > 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "rmpp" and cfg["options"]["sgd"] == "exact"
+
+
+class FakeAE(nn.Module):
+    """AEOutput-shaped: 2 stacks x 3 features = the image's channels scaled by stack index."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, images):
+        self.calls += 1
+        small = nn.functional.avg_pool2d(images, 4)  # [B,3,M,M]
+        feats = torch.stack([small, 2 * small], dim=1)  # [B,2,3,M,M]
+        b, _, _, m, _ = feats.shape
+        return AEOutput(torch.zeros(b, 2, 17, m, m), torch.zeros(b, 2, 17, m, m), feats)
+
+
+class ToyData(torch.utils.data.Dataset):
+    def __init__(self, n=5):
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 3, 16, 16, generator=g)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "keypoints": torch.full((i % 3, 17, 3), float(i)),
+                "image_id": 100 + i}  # fmt: skip
+
+
+def test_features_and_statistics(tmp_path):
+    ae, data = FakeAE(), ToyData()
+    fs = extract_features(ae, data, batch_size=2, cache_file=tmp_path / "f.pt")
+    assert fs.features.dtype == torch.float16 and fs.features.shape == (5, 6, 4, 4)
+    small = nn.functional.avg_pool2d(data.images, 4)
+    want = torch.cat([small, 2 * small], 1)
+    torch.testing.assert_close(fs.features.float(), want, atol=2e-3, rtol=0)
+    torch.testing.assert_close(fs.mean, want.mean((0, 2, 3)))
+    torch.testing.assert_close(fs.var, want.var((0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-6)
+    assert fs.image_ids == [100, 101, 102, 103, 104] and [len(k) for k in fs.keypoints] == [
+        0, 1, 2, 0, 1]  # fmt: skip
+    assert ae.calls == 3
+    again = extract_features(ae, data, batch_size=2, cache_file=tmp_path / "f.pt")
+    assert ae.calls == 3  # served from the cache
+    assert torch.equal(again.features, fs.features) and again.image_ids == fs.image_ids
+    assert not list(tmp_path.glob(".*tmp"))  # atomic: no temp file left
+    assert load_feature_set(tmp_path / "f.pt").mean.shape == (6,)
+
+
+def test_channel_stats_streaming_equals_global():
+    x = torch.randn(7, 3, 5, 5) * 3 + 1
+    st = ChannelStats()
+    for chunk in x.split(3):
+        st.update(chunk)
+    mean, var = st.result()
+    torch.testing.assert_close(mean, x.mean((0, 2, 3)))
+    torch.testing.assert_close(var, x.var((0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError):
+        ChannelStats().result()
+
+
+def test_cache_key_depends_on_checkpoint_data_and_profile(tmp_path):
+    ck = tmp_path / "last.pt"
+    ck.write_bytes(b"weights-1")
+    tiny, cpu = get_profile("tiny"), get_profile("cpu")
+    k = cache_key(ck, tmp_path / "a.json", tiny)
+    assert k == cache_key(ck, tmp_path / "a.json", tiny)
+    assert k != cache_key(ck, tmp_path / "b.json", tiny)
+    assert k != cache_key(ck, tmp_path / "a.json", cpu)
+    ck.write_bytes(b"weights-2")
+    assert k != cache_key(ck, tmp_path / "a.json", tiny)
+
+
+def test_cli_train_rmpp_end_to_end(tmp_path, tiny_synth):
+    prof = get_profile("tiny")
+    torch.manual_seed(0)
+    ae_run = RunDir(tmp_path / "ae")  # an untrained AE run is enough to exercise the stage
+    ae_run.path.mkdir()
+    cfg = {"method": "ae", "profile": prof.to_dict(), "seed": 0, "bn": True}
+    ae_run.write_config(cfg)
+    save_checkpoint(ae_run.last, model=PoseNet(prof), config=cfg, epoch=1, step=1)
+    out = tmp_path / "rmpp"
+    argv = ["train", "rmpp", "--ae", str(ae_run.path), "--data", str(tiny_synth), "--out",
+            str(out), "--epochs", "1", "--batch-size", "8", "--T", "2", "--quiet",
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    rec = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert rec["epoch"] == 1 and rec["step"] == 2 and rec["total"] > 0
+    assert len(list((ae_run.path / "rmpp_features").glob("*.pt"))) == 1
+    model, ae, p, opts = load_rmpp(out)
+    assert isinstance(ae, PoseNet) and p.T == 2 and opts["T"] == 2
+    assert model.norm.var.min() > 0  # statistics of the real AE features were fitted
+    with pytest.raises(SystemExit):  # argparse refuses an unknown configuration
+        main([*argv, "--loss-config", "zz"])
+    bad = ["train", "rmpp", "--ae", str(tmp_path / "nope"), "--data", str(tiny_synth), "--out",
+           str(tmp_path / "x"), "--quiet"]  # fmt: skip
+    assert main(bad) == 2  # a missing AE run is one clear error line
