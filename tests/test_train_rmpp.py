@@ -20,7 +20,7 @@ from rnnpose.features import (
 )
 from rnnpose.io import DataError
 from rnnpose.models.hourglass import AEOutput, PoseNet
-from rnnpose.train.common import RunDir
+from rnnpose.train.common import NonFiniteLossError, RunDir
 from rnnpose.train.rmpp import fit_rmpp, load_rmpp, person_targets
 
 PROF = get_profile("tiny", rmpp_lr=5e-3, loop=0, max_iterations=5, T=2)
@@ -85,6 +85,14 @@ def test_resume_equals_uninterrupted(tmp_path):
     with pytest.raises(DataError, match="cannot resume"):
         fit_rmpp(fs, PROF, tmp_path / "b", options={**opts, "epochs": 3, "T": 2}, quiet=True,
                  resume=True)  # fmt: skip
+
+
+def test_nan_guard_stops_before_the_update(tmp_path):
+    fs = synthetic_features([1, 2])
+    fs.features[1, 0, 3, 3] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        fit_rmpp(fs, PROF, tmp_path / "nan", options={"batch_size": 2, "epochs": 1}, quiet=True)
+    assert not (tmp_path / "nan" / "last.pt").exists()
 
 
 def test_literal_batch_one_trains(tmp_path):
