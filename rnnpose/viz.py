@@ -162,3 +162,55 @@ def sample_grid(
         ax.set_title(f"{rec['file_name']} ({len(anns)})", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def prediction_figure(image: np.ndarray, prediction: Any, title: str = "",
+                      size: float = 5.0) -> Figure:  # fmt: skip
+    """An image with predicted people drawn, one colour each, with their scores.
+
+    ``prediction`` is a :class:`rnnpose.predict.Prediction`; for RMPP each person's label is
+    its stop probability p_t (section 3.1.1), for AE its grouping score.
+    """
+    kps = np.array([p["keypoints"] for p in prediction.people], dtype=float).reshape(-1, 17, 3)
+    kps = kps.copy()
+    kps[..., 2] = np.where(kps[..., 2] > 0, 2.0, 0.0)
+    if prediction.decoded:
+        p = prediction.decoded["p"].tolist()
+        kept = [k for k in range(len(p)) if (prediction.decoded["keypoints"][k, :, 2] > 0).any()]
+        labels = [f"p={p[k]:.2f}" for k in kept]
+    else:
+        labels = [f"{p['score']:.2f}" for p in prediction.people]
+    h, w = image.shape[:2]
+    fig = Figure(figsize=(size, size * h / max(w, 1) + 0.4))
+    ax = fig.add_subplot(1, 1, 1)
+    draw_people(ax, image, kps, scores=labels if labels else None)
+    ax.set_title(title or f"{len(prediction.people)} people", fontsize=9)
+    ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def iteration_strip(prediction: Any, max_panels: int = 10, panel_size: float = 2.2) -> Figure:
+    """Paper fig. 1: the decoder's person heatmaps (summed over joints), one panel per
+    iteration t, each labelled with its stop probability p_t, over the network input."""
+    from rnnpose.data.transforms import scale_affine, warp_image
+
+    maps, dec = prediction.maps, prediction.decoded
+    hm = dec["heatmaps"].detach().cpu().numpy()
+    p = dec["p"].tolist()
+    side = hm.shape[-1] * maps.stride
+    A = scale_affine(maps.to_heatmap, maps.stride)
+    image = prediction.image if getattr(prediction, "image", None) is not None else None
+    n = max(1, min(len(p), max_panels))
+    fig = Figure(figsize=(panel_size * n, panel_size + 0.3))
+    for t in range(n):
+        ax = fig.add_subplot(1, n, t + 1)
+        if t < len(p):
+            base = warp_image(image, A, side) if image is not None else np.zeros((side, side, 3))
+            overlay_heatmaps(ax, base, hm[t], reduce="sum")
+            ax.set_title(f"t={t + 1}  p={p[t]:.2f}", fontsize=8)
+        else:
+            ax.set_axis_off()
+            ax.set_title("no person (p < omega at t=1)", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,193 @@
+"""Named, cached runs for the notebooks: train-or-load, evaluate, sweep.
+
+A run's folder name carries a hash of everything that determines its weights: the profile,
+the options, the seed, the training data and the version of the training code. Asking for the
+same run again loads it; asking after an interrupt resumes it from its last checkpoint (the
+training loops write one atomically after every epoch). Evaluations are cached the same way,
+stamped with the environment. A GPU papermill run with the same parameters fills the same
+cache that the book reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnnpose.config import Profile, get_profile
+from rnnpose.io import DataError, atomic_write_json, env_stamp, read_json
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+
+#: Modules that do not change what a training run learns (presentation and orchestration).
+_NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "predict.py",
+                 "decode.py", "grouping.py", "evaluate.py", "inference.py"}  # fmt: skip
+#: Modules that do not change what an evaluation measures.
+_NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py"}
+
+
+def _source_hash(exclude: set[str]) -> str:
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "rnnpose").rglob("*.py")):
+        if path.name in exclude and path.parent.name == "rnnpose":
+            continue
+        h.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Split:
+    """An evaluation or training split: a COCO-format file and its image folder."""
+
+    name: str
+    ann_file: Path
+    image_root: Path
+
+    def key(self) -> dict[str, str]:
+        return {"name": self.name, "ann": str(self.ann_file), "images": str(self.image_root)}
+
+
+#: Real-data layout under ``data_root`` (see README): split -> (annotation file, image folder)
+REAL_LAYOUT: dict[str, tuple[str, str]] = {
+    "train": ("coco/annotations/person_keypoints_train2017.json", "coco/train2017"),
+    "sparse": ("coco/annotations/person_keypoints_val2017.json", "coco/val2017"),
+    "occluded": ("ochuman/ochuman_coco_format_val_range_0.00_1.00.json", "ochuman/images"),
+    "occluded_test": ("ochuman/ochuman_coco_format_test_range_0.00_1.00.json", "ochuman/images"),
+}
+
+#: What each split stands for, for table headers.
+SPLIT_LABEL = {"sparse": "COCO", "occluded": "OC-val", "occluded_test": "OC-test"}
+
+
+class Experiment:
+    """The context a notebook works in: profile, data, device, seed, cache folder."""
+
+    def __init__(
+        self,
+        profile: str | Profile = "cpu",
+        data_root: str | Path = "",
+        device: str = "cpu",
+        seed: int = 0,
+        artifacts: str | Path | None = None,
+        quiet: bool = False,
+    ):
+        self.profile = get_profile(profile)
+        self.data_root = Path(data_root) if data_root else None
+        self.device = device
+        self.seed = int(seed)
+        self.artifacts = Path(artifacts) if artifacts else ARTIFACTS
+        self.quiet = quiet
+
+    # ------------------------------------------------------------------ data
+    def split(self, name: str) -> Split:
+        """A split by name: ``train``, ``sparse`` (COCO-like), ``occluded`` (OCHuman-like)."""
+        if self.data_root is not None:
+            if name not in REAL_LAYOUT:
+                raise DataError(f"{self.data_root}: no real-data split called {name!r}")
+            ann, images = REAL_LAYOUT[name]
+            ann_path, image_root = self.data_root / ann, self.data_root / images
+            for p in (ann_path, image_root):
+                if not p.exists():
+                    raise DataError(f"{p}: not found (expected layout: see README 'Real data')")
+            return Split(name, ann_path, image_root)
+        from rnnpose.data.synthetic import ensure_dataset
+
+        prof = self.profile
+        presets = {"train": ("train", prof.n_train, self.seed),
+                   "sparse": ("sparse", prof.n_eval, self.seed + 1000),
+                   "occluded": ("occluded", prof.n_eval, self.seed + 2000),
+                   "occluded_test": ("occluded", prof.n_eval, self.seed + 3000)}  # fmt: skip
+        if name not in presets:
+            raise DataError(f"no synthetic split called {name!r}; choose from {list(presets)}")
+        preset, num, seed = presets[name]
+        folder = ensure_dataset(preset, num, seed, prof.input_size, root=self.artifacts / "data")
+        return Split(name, folder / "annotations.json", folder / "images")
+
+    @property
+    def eval_splits(self) -> list[str]:
+        """The evaluation splits of this setting (OCHuman has val and test on real data)."""
+        return ["sparse", "occluded"] + (["occluded_test"] if self.data_root else [])
+
+    # ------------------------------------------------------------------ runs
+    def _run_dir(self, stage: str, spec: dict[str, Any]) -> Path:
+        key = _digest({**spec, "code": _source_hash(_NOT_TRAINING)})
+        return self.artifacts / "runs" / f"{stage}-{self.profile.name}-{key}"
+
+    def ae(self) -> Path:
+        """The trained AE run for this profile and seed (trained now if not cached)."""
+        from rnnpose.train.ae import train_ae
+
+        train = self.split("train")
+        spec = {"stage": "ae", "profile": self.profile.to_dict(), "seed": self.seed,
+                "data": train.key()}  # fmt: skip
+        out = self._run_dir("ae", spec)
+        if not (out / "done.json").exists():
+            train_ae(self.profile, train.ann_file.parent, out, resume=True, seed=self.seed,
+                     quiet=self.quiet, device=self.device, ann_file=train.ann_file,
+                     image_root=train.image_root)  # fmt: skip
+            atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
+        return out
+
+    def rmpp(self, **options: Any) -> Path:
+        """A trained RMPP run with the given options (see ``rnnpose train rmpp --help``)."""
+        from rnnpose.train.rmpp import DEFAULT_OPTIONS, train_rmpp
+
+        unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown RMPP option(s): {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
+        opts = {**DEFAULT_OPTIONS, **options}
+        ae_run = self.ae()
+        train = self.split("train")
+        spec = {"stage": "rmpp", "profile": self.profile.to_dict(), "seed": self.seed,
+                "data": train.key(), "ae": ae_run.name, "options": opts}  # fmt: skip
+        out = self._run_dir("rmpp", spec)
+        if not (out / "done.json").exists():
+            train_rmpp(self.profile, ae_run, train.ann_file.parent, out, resume=True,
+                       seed=self.seed, quiet=self.quiet, device=self.device,
+                       ann_file=train.ann_file, image_root=train.image_root, **opts)  # fmt: skip
+            atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, run: Path, split: str, method: str | None = None,
+                 **predict_kw: Any) -> dict[str, Any]:
+        """AP table (and AP by crowding level) of a run on a split, cached beside the run."""
+        from rnnpose.evaluate import ap_by_crowding, evaluate_keypoints
+        from rnnpose.predict import predict_split
+
+        sp = self.split(split)
+        key = _digest({"split": sp.key(), "method": method, "kw": predict_kw,
+                       "code": _source_hash(_NOT_EVALUATION)})  # fmt: skip
+        cache = run / f"eval-{split}-{method or 'default'}-{key}.json"
+        if cache.exists():
+            return read_json(cache)
+        results = predict_split(run, sp.ann_file, sp.image_root, method=method,
+                                device=self.device, quiet=self.quiet, **predict_kw)  # fmt: skip
+        record = {
+            "run": run.name, "split": split, "method": method, "options": predict_kw,
+            "metrics": evaluate_keypoints(sp.ann_file, results),
+            "by_crowding": ap_by_crowding(sp.ann_file, results),
+            "num_results": len(results), "env": env_stamp(self.device),
+        }  # fmt: skip
+        atomic_write_json(cache, record)
+        return record
+
+    def sweep(self, values: Iterable[Any], fn: Callable[[Any], Any], desc: str) -> dict[Any, Any]:
+        """Run ``fn`` over ``values`` with a progress bar; returns ``{value: fn(value)}``."""
+        from rnnpose.train.common import progress
+
+        values = list(values)
+        out: dict[Any, Any] = {}
+        bar = progress(values, quiet=self.quiet, desc=desc)
+        for v in bar:
+            bar.set_postfix_str(str(v))
+            out[v] = fn(v)
+        return out

@@ -1,0 +1,188 @@
+"""Prediction with a trained run, on one image, a folder of images or a whole split.
+
+``rnnpose predict IMAGE_OR_DIR... --run RUN [--method rmpp|ae] --out DIR`` writes, per input,
+the image with the people drawn (one colour each, RMPP's stop probability printed), for RMPP
+a strip of the per-iteration heatmaps (paper fig. 1), and one COCO-format results file.
+An RMPP run also carries its AE network, so ``--method ae`` compares both on the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnpose.config import Profile
+from rnnpose.io import DataError, PathLike, atomic_write, atomic_write_json
+from rnnpose.train.common import RunDir, progress
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Prediction:
+    """People of one image: COCO-style keypoints in original pixels, plus RMPP's iterations."""
+
+    people: list[dict[str, Any]]  # {"keypoints": [17,3] (x, y, score), "score", ["p"]}
+    maps: Any = None  # rnnpose.inference.AEMaps
+    image: np.ndarray | None = None  # the input image (original pixels)
+    decoded: dict[str, torch.Tensor] = field(default_factory=dict)  # RMPP: heatmaps, p, ...
+
+
+class Predictor:
+    """A trained run ready to predict: AE grouping or the RMPP decoder on AE features."""
+
+    def __init__(self, run_dir: PathLike, method: str | None = None, device: str = "cpu"):
+        self.run_dir = Path(run_dir)
+        self.device = device
+        config = RunDir(run_dir).read_config()
+        kind = config.get("method")
+        if kind == "ae":
+            if method not in (None, "ae"):
+                raise DataError(f"{self.run_dir}: an AE run cannot predict with {method!r}")
+            from rnnpose.train.ae import load_ae
+
+            self.ae, self.profile = load_ae(run_dir, device)
+            self.rmpp, self.options, self.method = None, {}, "ae"
+        elif kind == "rmpp":
+            from rnnpose.train.rmpp import load_rmpp
+
+            self.rmpp, self.ae, self.profile, self.options = load_rmpp(run_dir, device)
+            self.method = method or "rmpp"
+            if self.method not in ("ae", "rmpp"):
+                raise DataError(f"unknown method {method!r}; choose rmpp or ae")
+        else:
+            raise DataError(f"{RunDir(run_dir).config_path}: unknown method {kind!r}")
+
+    @property
+    def train_profile(self) -> Profile:
+        """The profile with the run's options applied (omega, loop, ... as trained)."""
+        if self.rmpp is None:
+            return self.profile
+        from rnnpose.train.rmpp import apply_options
+
+        return apply_options(self.profile, self.options)
+
+    @torch.no_grad()
+    def predict(
+        self, image: np.ndarray, *, flip: bool = False, scales: Sequence[float] = (1.0,),
+        omega: float | None = None, **group_kw: Any,
+    ) -> Prediction:  # fmt: skip
+        """People in one HxWx3 uint8 image (original pixels)."""
+        from rnnpose.inference import ae_maps, people_to_results
+
+        maps = ae_maps(self.ae, image, self.profile, flip=flip, scales=scales, device=self.device)
+        if self.method == "ae":
+            from rnnpose.grouping import group
+
+            group_kw.setdefault("max_people", self.profile.max_people)
+            people, scores = group(maps.heatmaps, maps.tags, **group_kw)
+            return Prediction(people_to_results(people, scores, maps), maps, image)
+        from rnnpose.data.transforms import scale_affine
+        from rnnpose.decode import decode, to_coco_results
+
+        prof = self.train_profile
+        feats = torch.from_numpy(maps.features)[None].to(self.device)
+        out = decode(
+            self.rmpp, feats, omega=prof.omega if omega is None else omega, tau=prof.tau,
+            use_lstm2=bool(self.options.get("use_lstm2", True)),
+            max_iterations=prof.max_iterations, ordering=self.options.get("ordering", "learned"),
+        )[0]  # fmt: skip
+        affine = scale_affine(maps.to_heatmap, maps.stride)
+        results = to_coco_results(out, affine, maps.stride, image_id=0)
+        people = [{"keypoints": np.asarray(r["keypoints"], dtype=float).reshape(17, 3),
+                   "score": float(r["score"])} for r in results]  # fmt: skip
+        return Prediction(people, maps, image, out)
+
+
+def _results_for(pred: Prediction, image_id: int) -> list[dict[str, Any]]:
+    return [
+        {"image_id": int(image_id), "category_id": 1, "score": float(p["score"]),
+         "keypoints": [float(v) for v in np.asarray(p["keypoints"]).reshape(-1)]}
+        for p in pred.people
+    ]  # fmt: skip
+
+
+def predict_split(
+    run_dir: PathLike, ann_file: PathLike, image_root: PathLike, *, method: str | None = None,
+    device: str = "cpu", quiet: bool = False, **predict_kw: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """COCO results of a run on every image of a COCO-format split."""
+    from rnnpose.data.coco import load_coco, read_image
+
+    predictor = Predictor(run_dir, method=method, device=device)
+    coco = load_coco(ann_file)
+    results: list[dict[str, Any]] = []
+    bar = progress(sorted(coco.imgs), quiet=quiet, desc=f"predict ({predictor.method})")
+    for image_id in bar:
+        image = read_image(Path(image_root) / coco.imgs[image_id]["file_name"])
+        results.extend(_results_for(predictor.predict(image, **predict_kw), image_id))
+    return results
+
+
+def predict_run(run_dir: PathLike, data_dir: PathLike, **kw: Any) -> tuple[Path, list[dict]]:
+    """``(ground-truth file, results)`` of a run on ``DIR/annotations.json`` + ``DIR/images``."""
+    from rnnpose.train.ae import data_paths
+
+    ann_file, image_root = data_paths(data_dir)
+    return ann_file, predict_split(run_dir, ann_file, image_root, **kw)
+
+
+def collect_images(inputs: Sequence[PathLike]) -> list[Path]:
+    """Image files named directly or found (non-recursively) in the named folders."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{item}: no image files (looked for {sorted(IMAGE_SUFFIXES)})")
+            paths.extend(found)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder")
+    return paths
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    parser.add_argument("--run", required=True, help="a trained AE or RMPP run folder")
+    parser.add_argument("--method", choices=["rmpp", "ae"], help="default: the run's own")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--flip", action="store_true", help="flip test (AE maps)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnpose.data.coco import read_image
+    from rnnpose.viz import iteration_strip, prediction_figure
+
+    images = collect_images(args.inputs)
+    predictor = Predictor(args.run, method=args.method, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, files = [], []
+    for i, path in enumerate(progress(images, quiet=args.quiet, desc="predict"), start=1):
+        image = read_image(path)
+        pred = predictor.predict(image, flip=args.flip)
+        results.extend(_results_for(pred, i))
+        files.append({"id": i, "file_name": str(path), "height": image.shape[0],
+                      "width": image.shape[1]})  # fmt: skip
+        _save_figure(prediction_figure(image, pred, title=f"{path.name} ({predictor.method})"),
+                     out / f"{path.stem}.png")  # fmt: skip
+        if pred.decoded:
+            _save_figure(iteration_strip(pred), out / f"{path.stem}_iterations.png")
+    atomic_write_json(out / "results.json", results)
+    atomic_write_json(out / "images.json", files)
+    print(f"{len(images)} image(s), {len(results)} people -> {out}")
+    return 0
