@@ -112,16 +112,61 @@ def predict_split(
     run_dir: PathLike, ann_file: PathLike, image_root: PathLike, *, method: str | None = None,
     device: str = "cpu", quiet: bool = False, **predict_kw: Any,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """COCO results of a run on every image of a COCO-format split."""
+    """COCO results of a run on every image of a COCO-format split.
+
+    RMPP at a single scale without flip takes the fast path: the frozen AE's features of the
+    split are extracted once per AE run (cached beside it, as for training) and the decoder
+    runs on batches of images in lock-step.
+    """
     from rnnpose.data.coco import load_coco, read_image
 
     predictor = Predictor(run_dir, method=method, device=device)
+    plain = not predict_kw.get("flip") and tuple(predict_kw.get("scales", (1.0,))) == (1.0,)
+    if predictor.method == "rmpp" and plain:
+        return _rmpp_split(predictor, ann_file, image_root, quiet=quiet,
+                           omega=predict_kw.get("omega"))  # fmt: skip
     coco = load_coco(ann_file)
     results: list[dict[str, Any]] = []
     bar = progress(sorted(coco.imgs), quiet=quiet, desc=f"predict ({predictor.method})")
     for image_id in bar:
         image = read_image(Path(image_root) / coco.imgs[image_id]["file_name"])
         results.extend(_results_for(predictor.predict(image, **predict_kw), image_id))
+    return results
+
+
+@torch.no_grad()
+def _rmpp_split(
+    predictor: Predictor, ann_file: PathLike, image_root: PathLike, *, quiet: bool,
+    omega: float | None = None, batch_size: int = 32,
+) -> list[dict[str, Any]]:  # fmt: skip
+    from rnnpose.data.coco import CocoPoseDataset
+    from rnnpose.decode import decode, to_coco_results
+    from rnnpose.features import cache_key, extract_features
+
+    prof = predictor.train_profile
+    ae_run = Path(RunDir(predictor.run_dir).read_config()["ae_run"])
+    dataset = CocoPoseDataset(ann_file, image_root, prof.input_size, prof.output_size,
+                              train=False, max_people=prof.max_people)  # fmt: skip
+    key = cache_key(RunDir(ae_run).last, ann_file, predictor.profile)
+    feats = extract_features(predictor.ae, dataset, batch_size=prof.ae_batch_size,
+                             device=predictor.device, cache_file=ae_run / "rmpp_features" /
+                             f"{key}.pt", quiet=quiet)  # fmt: skip
+    results: list[dict[str, Any]] = []
+    n = len(feats)
+    bar = progress(range(0, n, batch_size), quiet=quiet, desc="decode (rmpp)", unit="batch")
+    for start in bar:
+        chunk = feats.features[start : start + batch_size].float().to(predictor.device)
+        outs = decode(
+            predictor.rmpp, chunk, omega=prof.omega if omega is None else omega, tau=prof.tau,
+            use_lstm2=bool(predictor.options.get("use_lstm2", True)),
+            max_iterations=prof.max_iterations,
+            ordering=predictor.options.get("ordering", "learned"),
+        )  # fmt: skip
+        for k, out in enumerate(outs):
+            image_id = feats.image_ids[start + k]
+            rec = dataset.coco.imgs[image_id]
+            affine = dataset.sample_affine(start + k, rec["height"], rec["width"])[0]
+            results.extend(to_coco_results(out, affine, prof.stride, image_id))
     return results
 
 
