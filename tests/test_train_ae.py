@@ -129,3 +129,12 @@ def test_real_coco_sample_via_ann_and_images(shared_data, tmp_path):
         xy = person["keypoints"][:, :2]
         # letterboxed to a square: points stay within the padded square around the image
         assert (xy > -max(h, w) / 2).all() and (xy < max(h, w) * 1.5).all()
+
+
+def test_loss_weights_default_to_ae_and_can_be_overridden():
+    from rnnpose.train.ae import loss_weights
+
+    assert loss_weights(PROFILE) == {"push_weight": 1e-3, "pull_weight": 1e-3}
+    extra = PROFILE.replace(extra={"ae_push_weight": 0.5})
+    assert loss_weights(extra) == {"push_weight": 0.5, "pull_weight": 1e-3}
+    assert loss_weights(extra, tag_weight=0.1) == {"push_weight": 0.1, "pull_weight": 0.1}

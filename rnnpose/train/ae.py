@@ -25,7 +25,7 @@ from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_che
 from rnnpose.config import PROFILES, Profile, get_profile
 from rnnpose.data.coco import CocoPoseDataset, collate
 from rnnpose.io import DataError, PathLike
-from rnnpose.losses.ae import ae_loss
+from rnnpose.losses.ae import PULL_WEIGHT, PUSH_WEIGHT, ae_loss
 from rnnpose.models.hourglass import PoseNet
 from rnnpose.targets import shared_heatmaps, tag_indices, to_heatmap
 from rnnpose.train.common import (
@@ -71,6 +71,16 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return np.random.default_rng([seed, epoch]).permutation(n).tolist()
 
 
+def loss_weights(profile: Profile, tag_weight: float | None = None) -> dict[str, float]:
+    """Push and pull weights: AE's 1e-3 unless ``profile.extra`` (``ae_push_weight``,
+    ``ae_pull_weight``) or ``tag_weight`` (both) say otherwise."""
+    push = float(profile.extra.get("ae_push_weight", PUSH_WEIGHT))
+    pull = float(profile.extra.get("ae_pull_weight", PULL_WEIGHT))
+    if tag_weight is not None:
+        push = pull = float(tag_weight)
+    return {"push_weight": push, "pull_weight": pull}
+
+
 def _device(device: str | torch.device) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -79,7 +89,7 @@ def _device(device: str | torch.device) -> torch.device:
 
 
 def _check_resume_config(old: dict[str, Any], new: dict[str, Any], path: Path) -> None:
-    for key in ("method", "profile", "seed", "bn"):
+    for key in ("method", "profile", "seed", "bn", "loss_weights"):
         if old.get(key) != new.get(key):
             raise DataError(
                 f"{path}: cannot resume: the run was started with a different {key!r} "
@@ -99,10 +109,12 @@ def train_ae(
     ann_file: PathLike | None = None,
     image_root: PathLike | None = None,
     num_workers: int = 0,
+    tag_weight: float | None = None,
 ) -> Path:
     """Train (or continue) an AE run in ``out_dir``; returns ``out_dir``.
 
     ``epochs`` (default ``profile.ae_epochs``) is the total number of epochs of the run.
+    ``tag_weight`` overrides the push and pull weights (see :func:`loss_weights`).
     Raises :class:`~rnnpose.train.common.NonFiniteLossError` on a NaN/inf loss.
     """
     profile = get_profile(profile)
@@ -110,12 +122,14 @@ def train_ae(
     ann_file, image_root = data_paths(data_dir, ann_file, image_root)
     epochs = profile.ae_epochs if epochs is None else int(epochs)
     run = RunDir(out_dir)
+    weights = loss_weights(profile, tag_weight)
     config = {
         "method": "ae",
         "profile": profile.to_dict(),
         "seed": int(seed),
         "epochs": epochs,
         "bn": True,
+        "loss_weights": weights,
         "data": {"annotations": str(ann_file), "images": str(image_root)},
     }
     payload = run.resume_payload(resume)
@@ -154,7 +168,7 @@ def train_ae(
         for batch in bar:
             heat, idx = batch_targets(batch, profile)
             out = model(batch["image"].to(dev))
-            losses = ae_loss(out, heat.to(dev), batch["mask"].to(dev), idx.to(dev))
+            losses = ae_loss(out, heat.to(dev), batch["mask"].to(dev), idx.to(dev), **weights)
             check_finite(losses["total"], step=step + 1, epoch=epoch + 1, run_dir=run.path)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -214,6 +228,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument(
+        "--tag-weight", type=float, help="push and pull loss weight (default: AE's 1e-3)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
             args.profile, args.data, args.out, resume=args.resume, seed=args.seed,
             quiet=args.quiet, epochs=args.epochs, device=args.device,
             ann_file=args.ann, image_root=args.images, num_workers=args.workers,
+            tag_weight=args.tag_weight,
         )  # fmt: skip
     except NonFiniteLossError as exc:
         print(f"rnnpose train ae: {exc}", file=sys.stderr)
