@@ -59,9 +59,13 @@ def _key(path: Path, params: dict[str, Any], version: str) -> str:
 def execute_notebook(
     path: Path, out: Path, params: dict[str, Any], *, force: bool = False, version: str = ""
 ) -> bool:
-    """Run one notebook with papermill into ``out`` (atomically). Returns False if reused."""
+    """Run one notebook with papermill into ``out`` (atomically). Returns False if reused.
+
+    Only the parameters the notebook's ``parameters`` cell declares are passed."""
     import papermill as pm
 
+    declared = pm.inspect_notebook(str(path))
+    params = {k: v for k, v in params.items() if k in declared}
     key = _key(path, params, version)
     if out.exists() and not force:
         meta = json.loads(out.read_text()).get("metadata", {}).get("rnnpose", {})
@@ -121,8 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # `widgets` False: the book shows static figures (widgets do not run in static HTML)
     params = {"profile": args.profile, "data_root": args.data_root, "device": args.device,
-              "seed": args.seed}  # fmt: skip
+              "seed": args.seed, "widgets": False}  # fmt: skip
     t0 = time.perf_counter()
     try:
         execute_all(params, force=args.force, only=args.only)

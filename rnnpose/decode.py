@@ -43,7 +43,8 @@ def decode(
 
     Returns per image ``{"heatmaps" [Z,J,H,W] (LSTM2's when used, else LSTM1's),
     "heatmaps1" (LSTM1's), "p" [Z], "keypoints" [Z,J,3] (x, y, score; heatmap coords),
-    "scores" [Z]}`` with Z the iterations before the first ``p_t < omega``.
+    "scores" [Z], "p_stop": the p_t below omega that ended decoding, nan if max_iterations
+    ended it}`` with Z the iterations before the first ``p_t < omega``.
     """
     b_all = features.shape[0]
     dev = features.device
@@ -52,6 +53,7 @@ def decode(
     feat = model.norm(features)
     people: list[list[torch.Tensor]] = [[] for _ in range(b_all)]
     probs: list[list[float]] = [[] for _ in range(b_all)]
+    stop_p = [float("nan")] * b_all  # p_t of the iteration that stopped (nan: hit the cap)
     active = list(range(b_all))
     state = None
     t = 0
@@ -68,6 +70,8 @@ def decode(
                 people[b].append(hm[r])
                 probs[b].append(p[r])
                 keep.append(r)
+            else:
+                stop_p[b] = p[r]
         if len(keep) < len(active):
             active = [active[r] for r in keep]
             if active:
@@ -85,7 +89,7 @@ def decode(
         ) else torch.zeros(0, model.joints, 3)
         out.append({
             "heatmaps": final[b], "heatmaps1": hm1[b], "p": p_t[b],
-            "keypoints": kps, "scores": person_scores(kps, p_t[b]),
+            "keypoints": kps, "scores": person_scores(kps, p_t[b]), "p_stop": stop_p[b],
         })  # fmt: skip
     return out
 

@@ -30,6 +30,11 @@ _NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "p
 _NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py"}
 
 
+def shared_data_dir() -> Path:
+    """The real COCO-format samples shipped beside the repository (``../shared/data``)."""
+    return ROOT.parent / "shared" / "data"
+
+
 def _source_hash(exclude: set[str]) -> str:
     h = hashlib.sha256()
     for path in sorted((ROOT / "rnnpose").rglob("*.py")):
