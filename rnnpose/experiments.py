@@ -116,6 +116,15 @@ class Experiment:
         folder = ensure_dataset(preset, num, seed, prof.input_size, root=self.artifacts / "data")
         return Split(name, folder / "annotations.json", folder / "images")
 
+    def label(self, split: str) -> str:
+        """A split's name for tables: the dataset it is or stands for."""
+        if self.data_root is not None:
+            return {"sparse": "COCO val", "occluded": "OCHuman val",
+                    "occluded_test": "OCHuman test"}.get(split, split)  # fmt: skip
+        return {"sparse": "sparse (COCO-like)", "occluded": "occluded (OCHuman-like)"}.get(
+            split, split
+        )
+
     @property
     def eval_splits(self) -> list[str]:
         """The evaluation splits of this setting (OCHuman has val and test on real data)."""

@@ -190,27 +190,85 @@ def prediction_figure(image: np.ndarray, prediction: Any, title: str = "",
     return fig
 
 
-def iteration_strip(prediction: Any, max_panels: int = 10, panel_size: float = 2.2) -> Figure:
-    """Paper fig. 1: the decoder's person heatmaps (summed over joints), one panel per
-    iteration t, each labelled with its stop probability p_t, over the network input."""
+def input_image(prediction: Any) -> np.ndarray:
+    """The network input (letterboxed image) of a prediction, for heatmap overlays."""
     from rnnpose.data.transforms import scale_affine, warp_image
 
-    maps, dec = prediction.maps, prediction.decoded
-    hm = dec["heatmaps"].detach().cpu().numpy()
+    maps = prediction.maps
+    side = maps.heatmaps.shape[-1] * maps.stride
+    return warp_image(prediction.image, scale_affine(maps.to_heatmap, maps.stride), side)
+
+
+def iteration_strip(prediction: Any, assignment: Sequence[int] | None = None,
+                    max_panels: int = 10, panel_size: float = 2.2,
+                    heatmaps: str = "heatmaps") -> Figure:  # fmt: skip
+    """Paper fig. 1: the decoder's person heatmaps (summed over joints), one panel per
+    iteration t labelled with its stop probability p_t and, when given, the ground-truth
+    person s_t it was matched to (-1: unmatched); a last panel shows the stopping p_t."""
+    dec = prediction.decoded
+    hm = dec[heatmaps].detach().cpu().numpy()
     p = dec["p"].tolist()
-    side = hm.shape[-1] * maps.stride
-    A = scale_affine(maps.to_heatmap, maps.stride)
-    image = prediction.image if getattr(prediction, "image", None) is not None else None
-    n = max(1, min(len(p), max_panels))
-    fig = Figure(figsize=(panel_size * n, panel_size + 0.3))
+    base = input_image(prediction)
+    stop = float(dec.get("p_stop", float("nan")))
+    n = min(len(p), max_panels)
+    panels = n + (0 if math.isnan(stop) else 1)
+    fig = Figure(figsize=(panel_size * max(panels, 1), panel_size + 0.4))
     for t in range(n):
-        ax = fig.add_subplot(1, n, t + 1)
-        if t < len(p):
-            base = warp_image(image, A, side) if image is not None else np.zeros((side, side, 3))
-            overlay_heatmaps(ax, base, hm[t], reduce="sum")
-            ax.set_title(f"t={t + 1}  p={p[t]:.2f}", fontsize=8)
-        else:
-            ax.set_axis_off()
-            ax.set_title("no person (p < omega at t=1)", fontsize=8)
+        ax = fig.add_subplot(1, max(panels, 1), t + 1)
+        overlay_heatmaps(ax, base, hm[t], reduce="sum")
+        s = "" if assignment is None else f", s={assignment[t]}"
+        ax.set_title(f"t={t + 1}: p={p[t]:.2f}{s}", fontsize=8)
+    if not math.isnan(stop):
+        ax = fig.add_subplot(1, panels, panels)
+        ax.imshow(base, alpha=0.35)
+        ax.set_axis_off()
+        ax.set_title(f"t={len(p) + 1}: p={stop:.2f} < omega", fontsize=8)
+        ax.text(0.5, 0.5, "stop", ha="center", va="center", transform=ax.transAxes, fontsize=14)
     fig.tight_layout()
     return fig
+
+
+def joint_panels(base: np.ndarray, heatmaps: np.ndarray, title: str = "",
+                 cols: int = 6, panel_size: float = 1.8) -> Figure:  # fmt: skip
+    """Paper fig. 2: one iteration's J heatmaps, each over the image, and their sum."""
+    from rnnpose.skeleton import JOINT_NAMES
+
+    hm = np.asarray(heatmaps)
+    n = hm.shape[0] + 1
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(panel_size * cols, panel_size * rows + 0.3))
+    for j in range(n):
+        ax = fig.add_subplot(rows, cols, j + 1)
+        if j < hm.shape[0]:
+            overlay_heatmaps(ax, base, hm[j])
+            ax.set_title(JOINT_NAMES[j].replace("_", " "), fontsize=7)
+        else:
+            overlay_heatmaps(ax, base, hm, reduce="sum")
+            ax.set_title("sum over joints", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tag_candidates(ax: Axes, val: np.ndarray, tag: np.ndarray, threshold: float,
+                        owner: np.ndarray | None = None) -> Axes:  # fmt: skip
+    """AE's grouping input at a glance: every NMS candidate above ``threshold`` as a dot at
+    (joint type, its tag value); ``owner`` [J,k] (ground-truth person index or -1) colours
+    them. Good tags put each person on its own horizontal band (section 2.2)."""
+    from rnnpose.skeleton import AE_JOINT_ORDER, JOINT_NAMES
+
+    for col, j in enumerate(AE_JOINT_ORDER):
+        keep = val[j] > threshold
+        if not keep.any():
+            continue
+        t = tag[j][keep][:, 0]
+        colors = ["0.6" if owner is None or owner[j][i] < 0 else person_color(int(owner[j][i]))
+                  for i in np.flatnonzero(keep)]  # fmt: skip
+        ax.scatter(np.full(len(t), col), t, c=colors, s=18 + 60 * val[j][keep], zorder=3)
+    ax.set_xticks(range(len(AE_JOINT_ORDER)))
+    ax.set_xticklabels([JOINT_NAMES[j].replace("_", " ") for j in AE_JOINT_ORDER],
+                       rotation=70, fontsize=7)  # fmt: skip
+    ax.set_ylabel("tag value")
+    ax.set_title("candidates in AE's joint order (colour: true person, grey: none)", fontsize=8)
+    return ax

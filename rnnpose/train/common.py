@@ -81,6 +81,13 @@ class RunDir:
 
         atomic_write_text(path, old + json.dumps(record) + "\n")
 
+    def read_log(self) -> list[dict[str, Any]]:
+        """The records of ``log.jsonl`` (one per epoch)."""
+        path = self.path / "log.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
     def resume_payload(self, resume: bool) -> dict[str, Any] | None:
         """The checkpoint to continue from, or None for a fresh run."""
         if resume and self.last.exists():
