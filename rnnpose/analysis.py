@@ -39,3 +39,19 @@ def count_errors(
     truth = {i: sum(1 for a in coco.imgToAnns.get(i, []) if a.get("num_keypoints", 0) > 0
                     and not a.get("iscrowd", 0)) for i in coco.imgs}  # fmt: skip
     return Counter(predicted.get(i, 0) - n for i, n in truth.items())
+
+
+def assignment_labels(
+    pred_heatmaps: Any, gt_keypoints_hm: Any, size: int, sigma: float
+) -> list[int]:
+    """Paper fig. 1's s_t: for each predicted person t, the 1-based index of the ground-truth
+    person the Hungarian matching (section 3.2) assigns to it, or -1 when unmatched."""
+    from rnnpose.matching import hungarian_match
+    from rnnpose.targets import person_heatmaps
+
+    gt = person_heatmaps(gt_keypoints_hm, size, sigma)
+    pred_idx, gt_idx = hungarian_match(pred_heatmaps.float().cpu(), gt)
+    labels = [-1] * int(pred_heatmaps.shape[0])
+    for p, g in zip(pred_idx.tolist(), gt_idx.tolist(), strict=True):
+        labels[p] = g + 1
+    return labels

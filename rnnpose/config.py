@@ -54,6 +54,9 @@ class Profile:
     ae_epochs: int = 1
     ae_lr: float = 2e-4
     ae_batch_size: int = 8
+    # push/pull weight of AE's tag loss (AE: 1e-3). The short CPU schedules raise it: with
+    # 1e-3 every tag collapses to one value within a few thousand steps (measured; book).
+    ae_tag_weight: float = 1e-3
     rmpp_epochs: int = 1
     rmpp_lr: float = 1e-4
     rmpp_lr_drop_epoch: int = 4  # lr x 0.1 from this epoch on (paper: epoch 4)
@@ -106,9 +109,9 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny", input_size=64, output_size=16, sigma=1.0,
         nstack=1, hg_channels=32, hg_increase=0, hg_depth=3, feat_channels=8, tag_dim=1,
-        max_people=12, lstm1_hidden=16, lstm1_depth=3, lstm2_hidden=16, lstm2_depth=2,
+        max_people=12, lstm1_hidden=32, lstm1_depth=3, lstm2_hidden=16, lstm2_depth=2,
         loop=2, T=4, max_iterations=12,
-        ae_epochs=2, ae_lr=1e-3, ae_batch_size=8,
+        ae_epochs=2, ae_lr=1e-3, ae_batch_size=8, ae_tag_weight=0.1,
         rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=100, rmpp_batch_size=4,
         n_train=48, n_eval=16,
     ),
@@ -117,7 +120,7 @@ PROFILES: dict[str, Profile] = {
         nstack=2, hg_channels=64, hg_increase=32, hg_depth=4, feat_channels=16, tag_dim=1,
         max_people=16, lstm1_hidden=32, lstm1_depth=3, lstm2_hidden=32, lstm2_depth=2,
         loop=2, T=8, max_iterations=16,
-        ae_epochs=8, ae_lr=1e-3, ae_batch_size=16,
+        ae_epochs=8, ae_lr=1e-3, ae_batch_size=16, ae_tag_weight=0.1,
         rmpp_epochs=6, rmpp_lr=1e-3, rmpp_lr_drop_epoch=4, rmpp_batch_size=8,
         n_train=2000, n_eval=200,
     ),

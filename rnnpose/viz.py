@@ -48,7 +48,7 @@ def draw_people(
     image: np.ndarray | None,
     keypoints: np.ndarray,
     colors: Sequence[Any] | None = None,
-    scores: Sequence[float] | None = None,
+    scores: Sequence[float | str] | None = None,
     show_invisible: bool = True,
     linewidth: float = 2.0,
     markersize: float = 12.0,
@@ -83,7 +83,8 @@ def draw_people(
                        edgecolors=[color], zorder=3)  # fmt: skip
         if scores is not None and shown.any():
             top = int(np.argmin(np.where(shown, person[:, 1], np.inf)))
-            ax.text(person[top, 0], person[top, 1] - 3, f"{scores[z]:.2f}", color=color,
+            label = scores[z] if isinstance(scores[z], str) else f"{scores[z]:.2f}"
+            ax.text(person[top, 0], person[top, 1] - 3, label, color=color,
                     fontsize=7, ha="center", va="bottom")  # fmt: skip
     if image is not None:
         h, w = np.asarray(image).shape[:2]

@@ -32,7 +32,7 @@ from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_che
 from rnnpose.config import PROFILES, Profile, get_profile
 from rnnpose.data.coco import CocoPoseDataset, collate
 from rnnpose.io import DataError, PathLike
-from rnnpose.losses.ae import PULL_WEIGHT, PUSH_WEIGHT, ae_loss
+from rnnpose.losses.ae import ae_loss
 from rnnpose.models.hourglass import PoseNet
 from rnnpose.targets import shared_heatmaps, tag_indices, to_heatmap
 from rnnpose.train.common import (
@@ -79,10 +79,11 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def loss_weights(profile: Profile, tag_weight: float | None = None) -> dict[str, float]:
-    """Push and pull weights: AE's 1e-3 unless ``profile.extra`` (``ae_push_weight``,
-    ``ae_pull_weight``) or ``tag_weight`` (both) say otherwise."""
-    push = float(profile.extra.get("ae_push_weight", PUSH_WEIGHT))
-    pull = float(profile.extra.get("ae_pull_weight", PULL_WEIGHT))
+    """Push and pull weights: ``profile.ae_tag_weight`` (AE's 1e-3 in the paper profile) unless
+    ``profile.extra`` (``ae_push_weight``, ``ae_pull_weight``) or ``tag_weight`` (both) say
+    otherwise."""
+    push = float(profile.extra.get("ae_push_weight", profile.ae_tag_weight))
+    pull = float(profile.extra.get("ae_pull_weight", profile.ae_tag_weight))
     if tag_weight is not None:
         push = pull = float(tag_weight)
     return {"push_weight": push, "pull_weight": pull}
