@@ -67,3 +67,56 @@ def claim_rows(
              "verdict": verdict}
         )  # fmt: skip
     return pd.DataFrame.from_records(records).set_index("claim")
+
+
+def column(table: str, col: str) -> dict[str, float]:
+    """One column of a paper table as ``{row: value}``."""
+    t = paper_numbers()[table]
+    k = t["columns"].index(col)
+    return {row: float(v[k]) for row, v in t["rows"].items()}
+
+
+def _others(r: dict[str, float], key: str) -> list[float]:
+    return [v for k, v in r.items() if k != key]
+
+
+#: The claims each table supports, as predicates over ``{row: AP}`` with the paper's row names.
+#: A verdict compares the predicate on the paper's numbers with the same on the reproduction.
+CLAIMS: dict[str, list[tuple[str, Callable[[dict[str, float]], bool]]]] = {
+    "table1_coco": [
+        ("RMPP beats AE's grouping at single scale",
+         lambda r: r["Ours single scale (BU)"] > r["AE single scale (BU)"]),
+    ],
+    "table2_ochuman": [
+        ("RMPP beats AE's grouping at single scale", lambda r: r["Ours, SS"] > r["AE, SS"]),
+    ],
+    "table3_ordering": [
+        ("the learned order is the best LSTM2 input order",
+         lambda r: r["learned"] >= max(_others(r, "learned"))),
+        ("a random order is within 1 AP of the learned one",
+         lambda r: abs(r["learned"] - r["random"]) <= 1.0),
+        ("inverse and canonical orders are the two worst",
+         lambda r: max(r["inverse"], r["canonical"])
+         < min(r["learned"], r["random"], r["confidence"])),
+    ],
+    "table4_loss_config": [
+        ("(a, a') is the best loss configuration", lambda r: r["aa'"] >= max(_others(r, "aa'"))),
+        ("(b, b') is the worst loss configuration", lambda r: r["bb'"] <= min(_others(r, "bb'"))),
+    ],
+    "table5_loop": [
+        ("the feedback loop (2 passes) beats no loop", lambda r: r["2"] > r["0"]),
+    ],
+    "table6_T": [
+        ("T = 1 is far worse (> 5 AP) than every T >= 2",
+         lambda r: r["1"] < min(_others(r, "1")) - 5.0),
+    ],
+    "table7_lstm2_depth": [
+        ("no consistent winner between learned and random order across depths",
+         lambda r: len({r[f"{d}-learned"] > r[f"{d}-random"] for d in (2, 3, 4)}) == 2),
+    ],
+}  # fmt: skip
+
+
+def verdict_table(table: str, col: str, reproduced: dict[str, float]) -> pd.DataFrame:
+    """The claims of ``table`` judged on its column ``col`` and on the reproduced numbers."""
+    return claim_rows(CLAIMS[table], column(table, col), reproduced)

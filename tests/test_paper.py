@@ -23,3 +23,14 @@ def test_comparison_and_verdicts():
     assert list(v["verdict"]) == ["not reproduced", "not reproduced"]
     v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 10.0, "2": 12.0})
     assert list(v["verdict"]) == ["reproduced", "reproduced"]
+
+
+def test_every_claim_holds_on_the_papers_own_coco_numbers():
+    from rnnpose.paper import CLAIMS, column, verdict_table
+
+    for table, claims in CLAIMS.items():
+        col = "AP" if table == "table1_coco" else ("val" if table == "table2_ochuman" else "COCO")
+        paper = column(table, col)
+        v = verdict_table(table, col, paper)
+        assert list(v["verdict"]) == ["reproduced"] * len(claims), table
+        assert all(pred(paper) for _, pred in claims), table
