@@ -56,6 +56,10 @@ def _key(path: Path, params: dict[str, Any], version: str) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _rel(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def execute_notebook(
     path: Path, out: Path, params: dict[str, Any], *, force: bool = False, version: str = ""
 ) -> bool:
@@ -80,8 +84,8 @@ def execute_notebook(
         )  # fmt: skip
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(
-            f"{path.relative_to(ROOT)}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
-            f" (partial output kept in {tmp.relative_to(ROOT)})"
+            f"{_rel(path)}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
+            f" (partial output kept in {_rel(tmp)})"
         ) from None
     nb = json.loads(tmp.read_text())
     nb["metadata"]["rnnpose"] = {"key": key, "params": params, "code_version": version}

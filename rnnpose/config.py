@@ -61,6 +61,7 @@ class Profile:
     rmpp_lr: float = 1e-4
     rmpp_lr_drop_epoch: int = 4  # lr x 0.1 from this epoch on (paper: epoch 4)
     rmpp_batch_size: int = 1  # images decoded in lock-step (paper: 1)
+    rmpp_ablation_epochs: int = 0  # epochs of each ablation run (0: rmpp_epochs)
     # --- synthetic benchmark sizes (ignored on real data)
     n_train: int = 0
     n_eval: int = 0
@@ -119,7 +120,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu", input_size=128, output_size=32, sigma=1.0,
         nstack=2, hg_channels=64, hg_increase=32, hg_depth=4, feat_channels=16, tag_dim=1,
         max_people=16, lstm1_hidden=32, lstm1_depth=3, lstm2_hidden=32, lstm2_depth=2,
-        loop=2, T=8, max_iterations=16,
+        loop=2, T=4, max_iterations=16,
         ae_epochs=8, ae_lr=1e-3, ae_batch_size=16, ae_tag_weight=0.1,
         rmpp_epochs=6, rmpp_lr=1e-3, rmpp_lr_drop_epoch=4, rmpp_batch_size=8,
         n_train=2000, n_eval=200,

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from rnnpose.config import Profile, get_profile
 from rnnpose.io import DataError, atomic_write_json, env_stamp, read_json
@@ -72,6 +75,18 @@ REAL_LAYOUT: dict[str, tuple[str, str]] = {
 SPLIT_LABEL = {"sparse": "COCO", "occluded": "OC-val", "occluded_test": "OC-test"}
 
 
+#: The ablation tables: table -> {row as the paper names it: RMPP options}.
+ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "table3_ordering": {o: {"ordering": o}
+                        for o in ("learned", "random", "confidence", "inverse", "canonical")},
+    "table4_loss_config": {c: {"loss_config": c} for c in ("aa'", "ab'", "ba'", "bb'")},
+    "table5_loop": {str(n): {"loop": n} for n in (0, 2, 3)},
+    "table6_T": {str(T): {"T": T} for T in (1, 2, 4, 6)},
+    "table7_lstm2_depth": {f"{d}-{o}": {"lstm2_depth": d, "ordering": o}
+                           for d in (2, 3, 4) for o in ("learned", "random")},
+}  # fmt: skip
+
+
 class Experiment:
     """The context a notebook works in: profile, data, device, seed, cache folder."""
 
@@ -88,7 +103,8 @@ class Experiment:
         self.data_root = Path(data_root) if data_root else None
         self.device = device
         self.seed = int(seed)
-        self.artifacts = Path(artifacts) if artifacts else ARTIFACTS
+        # RNNPOSE_ARTIFACTS moves the cache (the test suite uses a temporary one)
+        self.artifacts = Path(artifacts or os.environ.get("RNNPOSE_ARTIFACTS") or ARTIFACTS)
         self.quiet = quiet
 
     # ------------------------------------------------------------------ data
@@ -170,6 +186,17 @@ class Experiment:
             atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
         return out
 
+    def ablation(self, **options: Any) -> Path:
+        """An RMPP run on the ablation budget (``profile.rmpp_ablation_epochs``): every row of
+        an ablation table, its default-settings row included, is trained the same way."""
+        epochs = self.profile.rmpp_ablation_epochs or self.profile.rmpp_epochs
+        return self.rmpp(**{"epochs": epochs, **options})
+
+    def ablation_runs(self, table: str) -> dict[str, Path]:
+        """Every run of an ablation table (trained now where not cached), with a progress bar."""
+        rows = ABLATIONS[table]
+        return self.sweep(rows, lambda row: self.ablation(**rows[row]), desc=table)
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, run: Path, split: str, method: str | None = None,
                  **predict_kw: Any) -> dict[str, Any]:
@@ -183,16 +210,35 @@ class Experiment:
         cache = run / f"eval-{split}-{method or 'default'}-{key}.json"
         if cache.exists():
             return read_json(cache)
+        results_file = cache.with_suffix(".results.json")
         results = predict_split(run, sp.ann_file, sp.image_root, method=method,
                                 device=self.device, quiet=self.quiet, **predict_kw)  # fmt: skip
         record = {
             "run": run.name, "split": split, "method": method, "options": predict_kw,
             "metrics": evaluate_keypoints(sp.ann_file, results),
             "by_crowding": ap_by_crowding(sp.ann_file, results),
-            "num_results": len(results), "env": env_stamp(self.device),
+            "num_results": len(results), "results_file": results_file.name,
+            "env": env_stamp(self.device),
         }  # fmt: skip
+        atomic_write_json(results_file, results, indent=None)
         atomic_write_json(cache, record)
         return record
+
+    def results(self, run: Path, split: str, method: str | None = None,
+                **predict_kw: Any) -> list[dict[str, Any]]:  # fmt: skip
+        """The COCO results behind :meth:`evaluate` (computed and cached with it)."""
+        record = self.evaluate(run, split, method=method, **predict_kw)
+        return read_json(run / record["results_file"])
+
+    def ap_table(self, runs: dict[str, Path], metric: str = "AP",
+                 method: str | None = None) -> pd.DataFrame:  # fmt: skip
+        """``metric`` of each run on every evaluation split: rows = runs, columns = splits."""
+        rows = {
+            name: {self.label(s): self.evaluate(run, s, method=method)["metrics"][metric]
+                   for s in self.eval_splits}
+            for name, run in runs.items()
+        }  # fmt: skip
+        return pd.DataFrame(rows).T
 
     def sweep(self, values: Iterable[Any], fn: Callable[[Any], Any], desc: str) -> dict[Any, Any]:
         """Run ``fn`` over ``values`` with a progress bar; returns ``{value: fn(value)}``."""

@@ -11,6 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+#: Reproduced rows closer than this (AP points) make a claim's verdict "inconclusive".
+INCONCLUSIVE_SPREAD = 0.5
+
 
 @cache
 def paper_numbers() -> dict[str, Any]:
@@ -55,13 +58,18 @@ def claim_rows(
     """Evaluate each claim (text, predicate over a row->AP dict) on the paper's and our numbers.
 
     The verdict reads ``reproduced`` when the predicate holds on the reproduced numbers as it
-    does on the paper's, ``not reproduced`` otherwise.
+    does on the paper's, ``not reproduced`` otherwise, and ``inconclusive`` when all the
+    reproduced numbers lie within ``INCONCLUSIVE_SPREAD`` AP of each other (a tie decides
+    nothing).
     """
+    spread = max(reproduced.values()) - min(reproduced.values()) if reproduced else 0.0
     records = []
     for text, predicate in claims:
         holds_paper = bool(predicate(paper))
         holds_ours = bool(predicate(reproduced))
         verdict = "reproduced" if holds_ours == holds_paper else "not reproduced"
+        if spread < INCONCLUSIVE_SPREAD:
+            verdict = "inconclusive"
         records.append(
             {"claim": text, "in the paper": holds_paper, "in this reproduction": holds_ours,
              "verdict": verdict}
@@ -120,3 +128,33 @@ CLAIMS: dict[str, list[tuple[str, Callable[[dict[str, float]], bool]]]] = {
 def verdict_table(table: str, col: str, reproduced: dict[str, float]) -> pd.DataFrame:
     """The claims of ``table`` judged on its column ``col`` and on the reproduced numbers."""
     return claim_rows(CLAIMS[table], column(table, col), reproduced)
+
+
+#: Which paper column each evaluation split stands for.
+PAPER_COLUMN = {"sparse": "COCO", "occluded": "OC-val", "occluded_test": "OC-test"}
+
+
+def side_by_side(table: str, reproduced: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Paper and reproduced numbers next to each other, rows in the reproduced order.
+
+    ``columns`` maps a reproduced column (a split label) to the paper's column it stands for.
+    """
+    t = paper_numbers()[table]
+    out = {}
+    for ours, theirs in columns.items():
+        k = t["columns"].index(theirs)
+        out[f"paper {theirs}"] = [float(t["rows"][r][k]) if r in t["rows"] else float("nan")
+                                  for r in reproduced.index]  # fmt: skip
+        out[f"reproduced {ours}"] = list(reproduced[ours])
+    return pd.DataFrame(out, index=reproduced.index).round(1)
+
+
+def verdicts(table: str, reproduced: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Every claim of ``table`` judged per evaluation split (one block of rows per split)."""
+    blocks = []
+    for ours, theirs in columns.items():
+        v = verdict_table(table, theirs, reproduced[ours].to_dict()).reset_index()
+        v.insert(1, "paper column", theirs)
+        v.insert(2, "reproduced on", ours)
+        blocks.append(v)
+    return pd.concat(blocks).set_index(["claim", "paper column", "reproduced on"])

@@ -34,3 +34,9 @@ def test_every_claim_holds_on_the_papers_own_coco_numbers():
         v = verdict_table(table, col, paper)
         assert list(v["verdict"]) == ["reproduced"] * len(claims), table
         assert all(pred(paper) for _, pred in claims), table
+
+
+def test_a_tie_is_inconclusive():
+    claims = [("loop helps", lambda r: r["2"] > r["0"])]
+    v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 0.0, "2": 0.0})
+    assert list(v["verdict"]) == ["inconclusive"]
