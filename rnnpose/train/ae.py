@@ -35,6 +35,14 @@ from rnnpose.io import DataError, PathLike
 from rnnpose.losses.ae import ae_loss
 from rnnpose.models.hourglass import PoseNet
 from rnnpose.targets import shared_heatmaps, tag_indices, to_heatmap
+from rnnpose.train.accel import (
+    SWITCH,
+    autocast,
+    barrier,
+    memory_format,
+    resolve_switch,
+    setup_distributed,
+)
 from rnnpose.train.common import (
     NonFiniteLossError,
     RunDir,
@@ -118,16 +126,30 @@ def train_ae(
     image_root: PathLike | None = None,
     num_workers: int = 0,
     tag_weight: float | None = None,
+    amp: str | bool = "auto",
+    channels_last: str | bool = "auto",
 ) -> Path:
     """Train (or continue) an AE run in ``out_dir``; returns ``out_dir``.
 
     ``epochs`` (default ``profile.ae_epochs``) is the total number of epochs of the run.
     ``tag_weight`` overrides the push and pull weights (see :func:`loss_weights`).
     Raises :class:`~rnnpose.train.common.NonFiniteLossError` on a NaN/inf loss.
+    ``amp`` / ``channels_last``: ``auto`` (on for CUDA, off on the CPU), ``on`` or ``off``
+    (:mod:`rnnpose.train.accel`). Under ``torchrun`` each process trains a
+    DistributedDataParallel replica on its DistributedSampler share, with
+    ``ae_batch_size // WORLD_SIZE`` images per process (the same global batch); only rank 0
+    writes the run folder.
     """
     profile = get_profile(profile)
-    dev = _device(device)
+    dist_info, dev = setup_distributed(_device(device))
+    use_amp, use_cl = resolve_switch(amp, dev), resolve_switch(channels_last, dev)
+    fmt = memory_format(use_cl)
     ann_file, image_root = data_paths(data_dir, ann_file, image_root)
+    # the data is validated before the run folder is touched (uses no global RNG)
+    dataset = CocoPoseDataset(
+        ann_file, image_root, profile.input_size, profile.output_size,
+        train=True, seed=seed, max_people=profile.max_people,
+    )  # fmt: skip
     epochs = profile.ae_epochs if epochs is None else int(epochs)
     run = RunDir(out_dir)
     weights = loss_weights(profile, tag_weight)
@@ -140,6 +162,8 @@ def train_ae(
         "loss_weights": weights,
         "data": {"annotations": str(ann_file), "images": str(image_root)},
     }
+    if dist_info.distributed:
+        config["world_size"] = dist_info.world
     payload = run.resume_payload(resume)
     if payload is None and run.last.exists():
         raise DataError(f"{run.path}: already holds a run; pass --resume or choose another --out")
@@ -147,24 +171,33 @@ def train_ae(
         _check_resume_config(payload["config"], config, run.last)
 
     seed_everything(seed)
-    model = PoseNet(profile, bn=True).to(dev)
+    model = PoseNet(profile, bn=True).to(dev, memory_format=fmt)
     optimizer = torch.optim.Adam(model.parameters(), lr=profile.ae_lr)
     start_epoch, step = 0, 0
     if payload is not None:
         restore_training_state(payload, model, optimizer)
         start_epoch, step = int(payload["epoch"]), int(payload["step"])
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(config, str(dev))
+    net: torch.nn.Module = model
+    if dist_info.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    if dist_info.main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(config, str(dev))
+    batch_size = max(1, profile.ae_batch_size // dist_info.world)
 
-    dataset = CocoPoseDataset(
-        ann_file, image_root, profile.input_size, profile.output_size,
-        train=True, seed=seed, max_people=profile.max_people,
-    )  # fmt: skip
     for epoch in range(start_epoch, epochs):
         dataset.set_epoch(epoch)
-        order = epoch_order(len(dataset), seed, epoch)
+        if dist_info.distributed:
+            sampler: Any = torch.utils.data.DistributedSampler(
+                dataset, num_replicas=dist_info.world, rank=dist_info.rank, seed=seed
+            )
+            sampler.set_epoch(epoch)
+        else:
+            sampler = epoch_order(len(dataset), seed, epoch)
         loader = DataLoader(
-            dataset, batch_size=profile.ae_batch_size, sampler=order, collate_fn=collate,
+            dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
             num_workers=num_workers,
         )  # fmt: skip
         model.train()
@@ -172,10 +205,14 @@ def train_ae(
         first = last = float("nan")
         n = 0
         t0 = time.perf_counter()
-        bar = progress(loader, quiet=quiet, desc=f"ae {epoch + 1}/{epochs}", unit="batch")
+        bar = progress(loader, quiet=quiet or not dist_info.main,
+                       desc=f"ae {epoch + 1}/{epochs}", unit="batch")  # fmt: skip
         for batch in bar:
             heat, idx = batch_targets(batch, profile)
-            out = model(batch["image"].to(dev))
+            with autocast(dev, use_amp):
+                out = net(batch["image"].to(dev).contiguous(memory_format=fmt))
+            if use_amp:
+                out = type(out)(*(o.float() for o in out))
             losses = ae_loss(out, heat.to(dev), batch["mask"].to(dev), idx.to(dev), **weights)
             check_finite(losses["total"], step=step + 1, epoch=epoch + 1, run_dir=run.path)
             optimizer.zero_grad(set_to_none=True)
@@ -190,6 +227,8 @@ def train_ae(
             last = values["total"]
             bar.set_postfix(loss=f"{values['total']:.5f}")
         bar.close()
+        if not dist_info.main:
+            continue
         save_checkpoint(
             run.epoch_path(epoch + 1), model=model, config=config, epoch=epoch + 1, step=step,
             optimizer=optimizer,
@@ -204,6 +243,7 @@ def train_ae(
              "seconds": round(time.perf_counter() - t0, 3)}
         )  # fmt: skip
         run.log(record)
+    barrier(dist_info)
     return run.path
 
 
@@ -239,6 +279,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tag-weight", type=float, help="push and pull loss weight (default: AE's 1e-3)"
     )
+    parser.add_argument("--amp", choices=SWITCH, default="auto",
+                        help="bf16 autocast (auto: on for CUDA, off on the CPU)")  # fmt: skip
+    parser.add_argument("--channels-last", choices=SWITCH, default="auto",
+                        help="NHWC memory format (auto: on for CUDA, off on the CPU)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
             args.profile, args.data, args.out, resume=args.resume, seed=args.seed,
             quiet=args.quiet, epochs=args.epochs, device=args.device,
             ann_file=args.ann, image_root=args.images, num_workers=args.workers,
-            tag_weight=args.tag_weight,
+            tag_weight=args.tag_weight, amp=args.amp, channels_last=args.channels_last,
         )  # fmt: skip
     except NonFiniteLossError as exc:
         print(f"rnnpose train ae: {exc}", file=sys.stderr)

@@ -29,6 +29,18 @@ from rnnpose.losses.rmpp import LOSS_CONFIGS
 from rnnpose.models.rmpp import RMPP, mix_seed
 from rnnpose.orderings import ORDERINGS
 from rnnpose.targets import person_heatmaps, to_heatmap
+from rnnpose.train.accel import (
+    SWITCH,
+    DistInfo,
+    all_reduce_grads,
+    all_reduce_sum,
+    autocast,
+    barrier,
+    main_first,
+    memory_format,
+    resolve_switch,
+    setup_distributed,
+)
 from rnnpose.train.common import NonFiniteLossError, RunDir, check_finite, progress
 
 #: The ablation switches of section 4 (None = the profile's value).
@@ -107,11 +119,26 @@ def fit_rmpp(
     seed: int = 0,
     quiet: bool = False,
     device: str | torch.device = "cpu",
+    amp: str | bool = "auto",
+    channels_last: str | bool = "auto",
+    dist_info: DistInfo | None = None,
 ) -> Path:
-    """Train an RMPP decoder on cached features (the part of :func:`train_rmpp` after the AE)."""
+    """Train an RMPP decoder on cached features (the part of :func:`train_rmpp` after the AE).
+
+    ``amp`` / ``channels_last``: ``auto`` (on for CUDA, off on the CPU), ``on`` or ``off``.
+    Under ``torchrun`` (or with ``dist_info``) every batch is split over the processes
+    (``batch[rank::world]``); each accumulates its images' gradients and the SUM over the
+    processes (:func:`rnnpose.train.accel.all_reduce_grads`) is the batch's gradient, as in one
+    process; only rank 0 writes the run folder.
+    """
     opts = check_options(options or {})
     profile = apply_options(profile, opts)
-    dev = _device(device)
+    if dist_info is None:
+        dist_info, dev = setup_distributed(_device(device))
+    else:
+        dev = _device(device)
+    use_amp, use_cl = resolve_switch(amp, dev), resolve_switch(channels_last, dev)
+    fmt = memory_format(use_cl)
     cfg = StepConfig.from_profile(profile, sgd=opts["sgd"], loss_config=opts["loss_config"],
                                   ordering=opts["ordering"])  # fmt: skip
     if features.features.shape[1] != profile.rmpp_in_channels:
@@ -123,7 +150,7 @@ def fit_rmpp(
     config = {"method": "rmpp", **(config or {}), "profile": profile.to_dict(),
               "options": opts, "seed": int(seed)}  # fmt: skip
     torch.manual_seed(seed)
-    model = RMPP(profile, use_lstm2=bool(opts["use_lstm2"])).to(dev)
+    model = RMPP(profile, use_lstm2=bool(opts["use_lstm2"])).to(dev, memory_format=fmt)
     model.norm.set_stats(features.mean, features.var)
     opt = torch.optim.Adam(model.parameters(), lr=profile.rmpp_lr)
     start, step = 0, 0
@@ -136,8 +163,9 @@ def fit_rmpp(
                                 f"different {key!r}")  # fmt: skip
         restore_training_state(payload, model, opt)
         start, step = int(payload["epoch"]), int(payload["step"])
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(config, device=str(dev))
+    if dist_info.main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(config, device=str(dev))
     n, bsz = len(features), max(1, profile.rmpp_batch_size)
     for epoch in range(start + 1, profile.rmpp_epochs + 1):
         lr = profile.rmpp_lr * (0.1 if epoch >= profile.rmpp_lr_drop_epoch else 1.0)
@@ -149,33 +177,47 @@ def fit_rmpp(
         exact = 0
         t0 = time.perf_counter()
         batches = [order[i : i + bsz] for i in range(0, n, bsz)]
-        bar = progress(batches, quiet=quiet, desc=f"rmpp epoch {epoch}", unit="batch")
-        for idx in bar:
+        bar = progress(batches, quiet=quiet or not dist_info.main, desc=f"rmpp epoch {epoch}",
+                       unit="batch")  # fmt: skip
+        for batch in bar:
             step += 1
             opt.zero_grad(set_to_none=True)
-            feats = features.features[idx].to(dev).float()
-            gts = [person_targets(features.keypoints[i], profile).to(dev) for i in idx]
-            seeds = [mix_seed(seed, epoch, i) for i in idx]
-            if len(idx) == 1:
-                res = literal_step(model, feats, gts[0], cfg, seed=seeds[0])
-                per_image = [(res["iterations"], res["z_hat"])]
-            else:
-                res = batched_step(model, feats, gts, cfg, seeds=seeds)
-                per_image = res["per_image"]
+            idx = batch[dist_info.rank :: dist_info.world]  # this process's share
+            res = {k: 0.0 for k in sums}
+            n_exact = 0
+            if idx:
+                feats = features.features[idx].to(dev).float().contiguous(memory_format=fmt)
+                gts = [person_targets(features.keypoints[i], profile).to(dev) for i in idx]
+                seeds = [mix_seed(seed, epoch, i) for i in idx]
+                with autocast(dev, use_amp):
+                    if len(batch) == 1:
+                        res = literal_step(model, feats, gts[0], cfg, seed=seeds[0])
+                        per_image = [(res["iterations"], res["z_hat"])]
+                    else:
+                        res = batched_step(model, feats, gts, cfg, seeds=seeds)
+                        per_image = res["per_image"]
+                n_exact = sum(int(zh == g.shape[0])
+                              for (_, zh), g in zip(per_image, gts, strict=True))  # fmt: skip
+            *vals, n_exact = all_reduce_sum([*(res[k] for k in sums), n_exact], dist_info, dev)
+            res = dict(zip(sums, vals, strict=True))
             check_finite(torch.tensor(res["total"]), step=step, epoch=epoch, run_dir=run.path)
+            all_reduce_grads(model, dist_info)
             opt.step()
             for k in sums:
                 sums[k] += res[k]
-            exact += sum(int(zh == g.shape[0]) for (_, zh), g in zip(per_image, gts, strict=True))
-            bar.set_postfix(loss=f"{res['total'] / len(idx):.3f}")
+            exact += int(round(n_exact))
+            bar.set_postfix(loss=f"{res['total'] / len(batch):.3f}")
         record = {"epoch": epoch, "step": step, "lr": lr,
                   **{k: v / n for k, v in sums.items()}, "count_exact": exact / n,
                   "images_per_s": n / max(time.perf_counter() - t0, 1e-9)}  # fmt: skip
+        if not dist_info.main:
+            continue
         save_checkpoint(run.last, model=model, config=config, epoch=epoch, step=step,
                         optimizer=opt)  # fmt: skip
         save_checkpoint(run.epoch_path(epoch), model=model, config=config, epoch=epoch,
                         step=step, optimizer=opt)  # fmt: skip
         run.log(record)
+    barrier(dist_info)
     return run.path
 
 
@@ -190,6 +232,8 @@ def train_rmpp(
     device: str | torch.device = "cpu",
     ann_file: PathLike | None = None,
     image_root: PathLike | None = None,
+    amp: str | bool = "auto",
+    channels_last: str | bool = "auto",
     **options: Any,
 ) -> Path:
     """Train (or continue) an RMPP run in ``out_dir`` on the frozen AE of ``ae_run``.
@@ -201,7 +245,7 @@ def train_rmpp(
     from rnnpose.train.ae import data_paths, load_ae
 
     opts = check_options(options)
-    dev = _device(device)
+    dist_info, dev = setup_distributed(_device(device))
     ae_model, ae_profile = load_ae(ae_run, dev)
     prof = ae_profile if profile is None else get_profile(profile)
     geometry = ("input_size", "output_size", "nstack", "feat_channels")
@@ -214,13 +258,15 @@ def train_rmpp(
                               train=False, max_people=prof.max_people)  # fmt: skip
     key = cache_key(RunDir(ae_run).last, ann_file, ae_profile)
     cache = Path(ae_run) / "rmpp_features" / f"{key}.pt"
-    feats = extract_features(ae_model, dataset, batch_size=prof.ae_batch_size, device=dev,
-                             cache_file=cache, quiet=quiet)  # fmt: skip
+    with main_first(dist_info):  # rank 0 writes the cache, the others read it
+        feats = extract_features(ae_model, dataset, batch_size=prof.ae_batch_size, device=dev,
+                                 cache_file=cache, quiet=quiet or not dist_info.main)  # fmt: skip
     del ae_model
     config = {"ae_run": str(Path(ae_run).resolve()), "features": str(cache),
               "data": {"annotations": str(ann_file), "images": str(image_root)}}  # fmt: skip
     return fit_rmpp(feats, prof, out_dir, options=opts, config=config, resume=resume, seed=seed,
-                    quiet=quiet, device=dev)  # fmt: skip
+                    quiet=quiet, device=dev, amp=amp, channels_last=channels_last,
+                    dist_info=dist_info)  # fmt: skip
 
 
 def load_rmpp(
@@ -269,6 +315,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=SWITCH, default="auto",
+                        help="bf16 autocast (auto: on for CUDA, off on the CPU)")  # fmt: skip
+    parser.add_argument("--channels-last", choices=SWITCH, default="auto",
+                        help="NHWC memory format (auto: on for CUDA, off on the CPU)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -279,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = train_rmpp(args.profile, args.ae, args.data, args.out, resume=args.resume,
                          seed=args.seed, quiet=args.quiet, device=args.device,
-                         ann_file=args.ann, image_root=args.images, **options)  # fmt: skip
+                         ann_file=args.ann, image_root=args.images, amp=args.amp,
+                         channels_last=args.channels_last, **options)  # fmt: skip
     except NonFiniteLossError as exc:
         print(f"rnnpose train rmpp: {exc}", file=sys.stderr)
         return 1
