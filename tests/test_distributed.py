@@ -11,10 +11,12 @@ import sys
 
 import pytest
 import torch
+from test_train_rmpp import PROF, synthetic_features
 
 from rnnpose.checkpoint import load_checkpoint
 from rnnpose.cli import main
 from rnnpose.train.accel import DistInfo, all_reduce_grads, resolve_switch
+from rnnpose.train.rmpp import fit_rmpp
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -61,3 +63,18 @@ def test_torchrun_two_processes_ae_then_rmpp(tmp_path, tiny_synth):
     w2 = load_checkpoint(tmp_path / "r2" / "last.pt")["model"]
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=1e-4)
+
+
+def test_amp_and_channels_last_run_and_stay_close_to_float32(tmp_path):
+    """bf16 autocast + NHWC (forced on; CUDA's defaults) on the CPU: same schedule, finite
+    losses within bf16 round-off of the float32 run."""
+    torch.set_num_threads(1)
+    feats = synthetic_features([1, 2, 0, 3])
+    opts = {"epochs": 1, "batch_size": 2}
+    logs = {}
+    for name, on in (("fp32", "off"), ("amp", "on")):
+        run = fit_rmpp(feats, PROF, tmp_path / name, options=opts, quiet=True, amp=on,
+                       channels_last=on)  # fmt: skip
+        logs[name] = json.loads((run / "log.jsonl").read_text())
+    assert logs["amp"]["step"] == logs["fp32"]["step"] == 2
+    assert logs["amp"]["total"] == pytest.approx(logs["fp32"]["total"], rel=0.05)

@@ -55,6 +55,8 @@ def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, scale: float) -> torch.Te
     """Eq. 2 / eq. 4: ``scale * sum_{t,j,pixels} (pred - gt)^2`` over matched pairs [r,J,H,W]."""
     if pred.shape[0] == 0:
         return pred.sum() * 0.0
+    if pred.dtype in (torch.float16, torch.bfloat16):  # autocast outputs: sum in float32
+        pred = pred.float()
     return scale * (pred - gt.to(pred.dtype)).pow(2).sum()
 
 
