@@ -232,6 +232,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--by-crowding", action="store_true", help="also AP per max-pair-IoU bucket"
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -244,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError("--run needs --data (and no --results)")
         from rnnpose.predict import predict_run
 
-        gt, results = predict_run(args.run, args.data)
+        gt, results = predict_run(args.run, args.data, quiet=args.quiet)
     coco = load_gt(gt)
     metrics: dict[str, Any] = evaluate_keypoints(coco, results, max_dets=args.max_dets)
     buckets = ap_by_crowding(coco, results, max_dets=args.max_dets) if args.by_crowding else None

@@ -194,6 +194,20 @@ def collect_images(inputs: Sequence[PathLike]) -> list[Path]:
     return paths
 
 
+def check_images(paths: Sequence[Path]) -> None:
+    """Refuse, before any output is written, a file that is not an image PIL can identify."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.size  # noqa: B018 (the header is parsed on open)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise DataError(
+                f"{path}: unreadable or corrupt image (not a format PIL can identify)"
+            ) from None
+
+
 def _save_figure(fig: Any, path: Path) -> None:
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
 
@@ -213,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     from rnnpose.viz import iteration_strip, prediction_figure
 
     images = collect_images(args.inputs)
+    check_images(images)
     predictor = Predictor(args.run, method=args.method, device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

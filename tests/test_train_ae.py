@@ -134,7 +134,40 @@ def test_real_coco_sample_via_ann_and_images(shared_data, tmp_path):
 def test_loss_weights_default_to_ae_and_can_be_overridden():
     from rnnpose.train.ae import loss_weights
 
-    assert loss_weights(PROFILE) == {"push_weight": 1e-3, "pull_weight": 1e-3}
+    assert loss_weights(get_profile("paper")) == {"push_weight": 1e-3, "pull_weight": 1e-3}
+    assert PROFILE.ae_tag_weight == 0.1  # the CPU profiles' default (short schedules)
+    assert loss_weights(PROFILE) == {"push_weight": 0.1, "pull_weight": 0.1}
     extra = PROFILE.replace(extra={"ae_push_weight": 0.5})
-    assert loss_weights(extra) == {"push_weight": 0.5, "pull_weight": 1e-3}
+    assert loss_weights(extra) == {"push_weight": 0.5, "pull_weight": 0.1}
     assert loss_weights(extra, tag_weight=0.1) == {"push_weight": 0.1, "pull_weight": 0.1}
+
+
+def test_real_interruption_then_resume_gives_the_same_weights(tiny_synth, tmp_path, monkeypatch,
+                                                              capsys):  # fmt: skip
+    """Ctrl-C inside epoch 2 (after one more optimiser step), then ``--resume``, through the CLI:
+    same weights as an uninterrupted run (16 images, batch 8: 2 steps per epoch)."""
+    argv = ["train", "ae", "--profile", "tiny", "--data", str(tiny_synth), "--epochs", "2",
+            "--quiet", "--device", "cpu"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    real, calls = train_module.ae_loss, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # second batch of epoch 2: step 3 was already applied
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "ae_loss", interrupted)
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(train_module, "ae_loss", real)
+    assert main([*argv, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    a = load_checkpoint(tmp_path / "a" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for x, y in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(x["exp_avg"], y["exp_avg"])

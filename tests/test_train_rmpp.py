@@ -200,3 +200,31 @@ def test_cli_train_rmpp_end_to_end(tmp_path, tiny_synth):
     bad = ["train", "rmpp", "--ae", str(tmp_path / "nope"), "--data", str(tiny_synth), "--out",
            str(tmp_path / "x"), "--quiet"]  # fmt: skip
     assert main(bad) == 2  # a missing AE run is one clear error line
+
+
+def test_real_interruption_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    """KeyboardInterrupt inside epoch 2 after one more optimiser step, then resume."""
+    from rnnpose.train import rmpp as train_module
+
+    fs = synthetic_features([2, 1, 0], repeat=2)  # 6 images, batch 3: 2 steps per epoch
+    opts = {"batch_size": 3, "T": 1, "epochs": 2}
+    straight = fit_rmpp(fs, PROF, tmp_path / "a", options=opts, quiet=True)
+    real, calls = train_module.batched_step, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # second batch of epoch 2: step 3 was already applied
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "batched_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit_rmpp(fs, PROF, tmp_path / "b", options=opts, quiet=True)
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(train_module, "batched_step", real)
+    resumed = fit_rmpp(fs, PROF, tmp_path / "b", options=opts, quiet=True, resume=True)
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(resumed / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

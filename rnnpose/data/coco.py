@@ -137,7 +137,8 @@ def read_image(path: PathLike) -> np.ndarray:
             im.load()
             rgb = im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable or corrupt image ({exc})") from None
+        why = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip() or "no detail"
+        raise DataError(f"{path}: unreadable or corrupt image ({why})") from None
     return np.asarray(rgb, dtype=np.uint8)
 
 
