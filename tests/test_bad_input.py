@@ -317,3 +317,13 @@ def test_bad_rmpp_checkpoint_given_to_resume(crowd_runs, crowd_data, tmp_path, c
                  "--resume", "--quiet"]) == 2  # fmt: skip
     one_error_line(capsys, str(run / "last.pt"), "refused")
     assert (run / "last.pt").read_bytes() == spoiled and not (tmp_path / "code_ran").exists()
+
+
+def test_run_that_is_not_a_run_folder(crowd_data, tmp_path, capsys):
+    image = crowd_data / "images" / "000000.png"
+    assert main(["predict", str(image), "--run", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "o"), "--quiet"]) == 2  # fmt: skip
+    one_error_line(capsys, str(tmp_path / "nope"), "not a run folder (no config.json)")
+    assert main(["train", "rmpp", "--ae", str(tmp_path), "--data", str(crowd_data), "--out",
+                 str(tmp_path / "r"), "--quiet"]) == 2  # fmt: skip
+    one_error_line(capsys, str(tmp_path), "not a run folder (no config.json)")

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnpose.checkpoint import load_checkpoint
-from rnnpose.io import PathLike, atomic_write_json, env_stamp, read_json
+from rnnpose.io import DataError, PathLike, atomic_write_json, env_stamp, read_json
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,6 +71,8 @@ class RunDir:
         atomic_write_json(self.config_path, {**config, "env": env_stamp(device)})
 
     def read_config(self) -> dict[str, Any]:
+        if not self.config_path.is_file():
+            raise DataError(f"{self.path}: not a run folder (no config.json)")
         return read_json(self.config_path)
 
     def log(self, record: dict[str, Any]) -> None:
