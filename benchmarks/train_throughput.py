@@ -1,13 +1,16 @@
 """RMPP training throughput: the literal batch-1 Algorithm-1 loop vs lock-step batches.
 
     python benchmarks/train_throughput.py [--profile cpu] [--images 32] [--batches 8 16]
-        [--max-iterations 8] [--device cpu|cuda]
+        [--max-iterations 8] [--device cpu|cuda] [--amp auto|on|off] [--channels-last auto|on|off]
+        [--threads N]
 
 Every mode trains (forward, Hungarian matching, backward, Adam step) on the SAME synthetic
 features and GT people (z ~ U{0..zmax} per image), from the same initial weights. The decoder
 is untrained, so its stop probability stays above omega and each image decodes
 ``max_iterations`` persons: the lock-step batch never waits on a long image (an upper bound of
 the batching gain for images of equal length). Prints images/s and the speed-up over batch 1.
+``--amp`` (bf16 autocast) and ``--channels-last`` default to ``auto``: on for CUDA, off on the
+CPU, as in ``rnnpose train`` (:mod:`rnnpose.train.accel`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from rnnpose.algorithm1 import StepConfig, batched_step, literal_step
 from rnnpose.config import get_profile
 from rnnpose.models.rmpp import RMPP
 from rnnpose.targets import person_heatmaps
+from rnnpose.train.accel import SWITCH, autocast, memory_format, resolve_switch
 
 
 def make_data(profile, n: int, zmax: int, seed: int = 0):
@@ -38,20 +42,25 @@ def make_data(profile, n: int, zmax: int, seed: int = 0):
     return feats, gts
 
 
-def run_mode(model, feats, gts, cfg, batch: int, device: torch.device) -> float:
+def run_mode(
+    model, feats, gts, cfg, batch: int, device: torch.device, amp: bool = False,
+    channels_last: bool = False,
+) -> float:
     """Images per second of one pass over the data with ``batch`` images in lock-step."""
-    model = copy.deepcopy(model).to(device)
+    fmt = memory_format(channels_last)
+    model = copy.deepcopy(model).to(device, memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     n = feats.shape[0]
 
     def one(idx: list[int]) -> None:
         opt.zero_grad(set_to_none=True)
-        f = feats[idx].to(device)
+        f = feats[idx].to(device).contiguous(memory_format=fmt)
         g = [gts[i].to(device) for i in idx]
-        if batch == 1:
-            literal_step(model, f, g[0], cfg, seed=idx[0])
-        else:
-            batched_step(model, f, g, cfg, seeds=idx)
+        with autocast(device, amp):
+            if batch == 1:
+                literal_step(model, f, g[0], cfg, seed=idx[0])
+            else:
+                batched_step(model, f, g, cfg, seeds=idx)
         opt.step()
 
     one(list(range(min(batch, n))))  # warm-up (allocator, kernels)
@@ -74,8 +83,14 @@ def main() -> None:
     parser.add_argument("--zmax", type=int, default=6)
     parser.add_argument("--T", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=SWITCH, default="auto", help="bf16 autocast")
+    parser.add_argument("--channels-last", choices=SWITCH, default="auto", help="NHWC")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    amp, cl = resolve_switch(args.amp, device), resolve_switch(args.channels_last, device)
     prof = get_profile(args.profile, max_iterations=args.max_iterations)
     if args.T is not None:
         prof = prof.replace(T=args.T)
@@ -87,11 +102,11 @@ def main() -> None:
     print(f"device {name}; cpu cores {os.cpu_count()}, torch threads {torch.get_num_threads()}; "
           f"profile {prof.name} (maps {prof.output_size}^2, C={prof.rmpp_in_channels}, "
           f"loop {prof.loop}, T {prof.T}, {args.max_iterations} iterations/image), "
-          f"{args.images} images")  # fmt: skip
-    base = run_mode(model, feats, gts, cfg, 1, device)
+          f"{args.images} images; amp {amp}, channels_last {cl}")  # fmt: skip
+    base = run_mode(model, feats, gts, cfg, 1, device, amp, cl)
     print(f"batch  1 (literal loop): {base:8.2f} images/s   x1.00")
     for b in args.batches:
-        ips = run_mode(model, feats, gts, cfg, b, device)
+        ips = run_mode(model, feats, gts, cfg, b, device, amp, cl)
         print(f"batch {b:2d} (lock-step)   : {ips:8.2f} images/s   x{ips / base:.2f}")
 
 
