@@ -16,11 +16,14 @@ mean IoU of such pairs about two thirds) and ``train`` (a mixture of both regime
 of up to 12 people). Image ``i`` of a dataset depends only on ``(seed, i)``, so the same seed
 gives byte-identical files.
 
-Annotations: ``bbox`` and ``area`` describe the person's whole rendered silhouette (clipped to
-the image, occluded parts included, like OCHuman's boxes); ``segmentation`` is the RLE of the
-visible part. Within an image, annotations are listed far to near (drawing order). A person
-whose joints all fall outside the image keeps an annotation with ``num_keypoints`` 0, so the
-loader's ignore mask covers it.
+Annotations: ``bbox`` is the box of the person's whole rendered silhouette (clipped to the
+image, occluded parts included, like OCHuman's boxes) and ``area`` is that box's area, as in
+OCHuman's files. (The stick figures' silhouettes cover a smaller share of their box than a real
+person's mask does, so the silhouette area would make COCO's OKS, whose scale is the area,
+far stricter than on real people.) ``segmentation`` is the RLE of the visible part. Within an
+image, annotations are listed far to near (drawing order). A person whose joints all fall
+outside the image keeps an annotation with ``num_keypoints`` 0, so the loader's ignore mask
+covers it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from rnnpose.io import DataError, PathLike, atomic_write_json, read_json
 from rnnpose.skeleton import NUM_JOINTS, person_category
 
 #: Bump when the generator changes what it draws; part of every cache key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PRESETS: tuple[str, ...] = ("train", "sparse", "occluded")
 
 # Body proportions, as fractions of the standing height H (ankle to crown).
@@ -595,7 +598,7 @@ def _render_once(
         v[~inside] = 0
         kp = np.concatenate([np.round(xy, 2), v[:, None]], axis=1)
         kp[~inside] = 0.0
-        box, area = amodal[i]
+        box, _silhouette_area = amodal[i]
         if box is None:
             continue  # entirely outside the image
         visible = np.asfortranarray((owner == i).astype(np.uint8))
@@ -607,7 +610,7 @@ def _render_once(
                 "num_keypoints": int((v > 0).sum()),
                 "bbox": [int(box[0]), int(box[1]), int(box[2] - box[0] + 1),
                          int(box[3] - box[1] + 1)],
-                "area": int(area),
+                "area": int((box[2] - box[0] + 1) * (box[3] - box[1] + 1)),
                 "iscrowd": 0,
                 "category_id": 1,
                 "segmentation": rle,
