@@ -30,6 +30,12 @@ every candidate row is always assigned, so the optimum is unchanged by it; what 
 result is the rounding, which makes all people within half a tag unit equally cheap (ties then
 go to the earlier person, rows being sorted by detection value).
 
+Speed (same results as the straightforward loops, bit for bit; ``tests/test_grouping_fast.py``
+keeps that version as the reference): the 3x3 NMS is a separable maximum of shifted views, and
+refine handles all people at once, joint by joint; its search for a person skips every pixel
+whose heatmap value is below a lower bound of that person's best score (the score at the
+joint's NMS peaks), which cannot win since ``heatmap - round(distance) <= heatmap``.
+
 Coordinates are heatmap pixel indices (the repository's convention, see
 :mod:`rnnpose.data.transforms`); pose-ae-train adds half a pixel because its heatmap targets
 floor the joint position, ours are centred on the pixel index.
@@ -59,10 +65,30 @@ def _as_tag_maps(tags: np.ndarray, num_joints: int) -> np.ndarray:
     return tags
 
 
+def _window_max(heatmaps: np.ndarray, kernel: int) -> np.ndarray:
+    """Maximum over each pixel's ``kernel`` x ``kernel`` window (outside the map: -inf), as
+    ``scipy.ndimage.maximum_filter(size=(1, k, k), mode="constant", cval=-inf)``; separable."""
+    lo, hi = kernel // 2, kernel - kernel // 2 - 1  # window [i - lo, i + hi], scipy's centring
+    out = heatmaps
+    for axis in (2, 1):
+        n = heatmaps.shape[axis]
+        pad = [(0, 0)] * 3
+        pad[axis] = (lo, hi)
+        padded = np.pad(out, pad, constant_values=-np.inf)
+        acc = padded.take(range(0, n), axis=axis)
+        for d in range(1, lo + hi + 1):
+            np.maximum(acc, padded.take(range(d, d + n), axis=axis), out=acc)
+        out = acc
+    return out
+
+
 def nms(heatmaps: np.ndarray, kernel: int = 3) -> np.ndarray:
     """Zero every pixel that is not the maximum of its ``kernel`` x ``kernel`` neighbourhood."""
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
-    peaks = maximum_filter(heatmaps, size=(1, kernel, kernel), mode="constant", cval=-np.inf)
+    if heatmaps.ndim != 3 or kernel < 1 or np.isnan(heatmaps).any():
+        peaks = maximum_filter(heatmaps, size=(1, kernel, kernel), mode="constant", cval=-np.inf)
+    else:
+        peaks = _window_max(heatmaps, kernel)
     return np.where(peaks == heatmaps, heatmaps, 0.0).astype(np.float32)
 
 
@@ -174,33 +200,104 @@ def refine(
 ) -> np.ndarray:
     """Step 7: fill the missing joints of one person [J, 3+L] using its mean tag.
 
-    For each joint, take the pixel maximising ``heatmap - round(||tag - mean tag||_2)``; a missing
-    joint is filled there if its heatmap value is positive (its score is that value; AE writes
-    1). The tags of the filled joints are recorded too. Returns a copy.
+    For each joint, take the pixel maximising ``heatmap - round(||tag - mean tag||_2)`` (the
+    first such pixel in row-major order); a missing joint is filled there if its heatmap value
+    is positive (its score is that value; AE writes 1). The tags of the filled joints are
+    recorded too. Returns a copy.
     """
+    person = np.asarray(person, dtype=np.float32)
+    return refine_people(person[None], heatmaps, tags, adjust_position=adjust_position)[0]
+
+
+def _tag_scores(heat: np.ndarray, tag: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """``heat - round(||tag - mean||_2)`` for pixels ``heat [K]``, ``tag [K,L]`` and people
+    ``means [n,L]`` -> [n, K] (float32, the same operations as AE's per-person search)."""
+    dist = np.sqrt(((tag[None] - means[:, None, :]) ** 2).sum(axis=-1))
+    return heat[None] - np.round(dist)
+
+
+def refine_people(
+    people: np.ndarray,
+    heatmaps: np.ndarray,
+    tags: np.ndarray,
+    *,
+    adjust_position: bool = True,
+    probes: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`refine` applied to every person of ``people [P, J, 3+L]`` (each independently).
+
+    The search runs joint by joint over all people missing that joint. ``probes [J, k]`` (flat
+    pixel indices, e.g. the NMS candidates; default: each joint's heatmap maximum) give a lower
+    bound of each person's best score; only pixels whose heatmap value reaches it are scored,
+    which leaves the argmax (and its first-in-row-major-order tie-break) unchanged.
+    """
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
     tags = _as_tag_maps(tags, heatmaps.shape[0])
-    person = np.array(person, dtype=np.float32, copy=True)
-    found = person[:, 2] > 0
-    if not found.any():
-        return person
-    mean_tag = person[found, 3:].mean(axis=0)
-    joints = np.nonzero(~found)[0]  # only the missing joints need the search
+    people = np.array(people, dtype=np.float32, copy=True)
+    num, num_joints = people.shape[:2]
+    if num == 0:
+        return people
     _, h, w = heatmaps.shape
-    dist = np.sqrt(((tags[joints] - mean_tag) ** 2).sum(axis=-1))  # [n, M, M]
-    score = (heatmaps[joints] - np.round(dist)).reshape(len(joints), h * w)
-    best = score.argmax(axis=1)
-    x, y = best % w, best // w
+    heat_flat = heatmaps.reshape(num_joints, h * w)
+    tag_flat = tags.reshape(num_joints, h * w, -1)
+    if probes is None:
+        probes = heat_flat.argmax(axis=1)[:, None]
+    found = people[:, :, 2] > 0
+    has = np.nonzero(found.any(axis=1))[0]
+    if len(has) == 0:
+        return people
+    means = np.stack([people[i, found[i], 3:].mean(axis=0) for i in has])  # as refine() does
+    sel_p, sel_j, sel_flat = [], [], []
+    for jt in range(num_joints):
+        need = ~found[has, jt]
+        if not need.any():
+            continue
+        who, mu, heat = has[need], means[need], heat_flat[jt]
+        probe = np.asarray(probes[jt])
+        bound = _tag_scores(heat[probe], tag_flat[jt, probe], mu).max(axis=1)  # [n]
+        # "good" people (bound in the top three quarters of the value range) share the pixels
+        # reaching their smallest bound: each one's argmax is among them
+        hmin, hmax = float(heat.min()), float(heat.max())
+        good = bound >= hmin + 0.25 * (hmax - hmin)
+        tau = bound[good].min() if good.any() else hmin + 0.25 * (hmax - hmin)
+        high = heat >= tau
+        pix = np.flatnonzero(high)  # ascending: the row-major tie-break is preserved
+        sc = _tag_scores(heat[pix], tag_flat[jt, pix], mu)
+        arg = sc.argmax(axis=1)
+        best = pix[arg]
+        below = ~high
+        if not good.all() and below.any():
+            # the others' best over ``pix`` is S; a pixel below tau can reach S only if
+            # round(dist) <= max(value below tau) - S, so its first tag coordinate lies within
+            # that (+0.5) of the person's: score those pixels too (for all people: a superset)
+            bad = np.nonzero(~good)[0]
+            s_bad = sc[bad, arg[bad]].astype(np.float64)
+            reach = np.floor(float(heat[below].max()) - s_bad + 1e-5 * (1 + np.abs(s_bad)))
+            lim = reach + 0.5 + 1e-3 * (1 + np.abs(reach))
+            ok = reach >= 0
+            if ok.any():
+                t0 = tag_flat[jt, :, 0]
+                near = (np.abs(t0[None] - mu[bad[ok], :1]) <= lim[ok, None]).any(axis=0)
+                pix = np.flatnonzero(high | (near & below))
+                best = pix[_tag_scores(heat[pix], tag_flat[jt, pix], mu).argmax(axis=1)]
+        sel_p.append(who)
+        sel_j.append(np.full(len(who), jt))
+        sel_flat.append(best)
+    if not sel_p:
+        return people
+    p_idx, joints, flat = (np.concatenate(a) for a in (sel_p, sel_j, sel_flat))
+    x, y = flat % w, flat // w
     value = heatmaps[joints, y, x]
     keep = value > 0
-    if not keep.any():
-        return person
-    joints, x, y, value = joints[keep], x[keep], y[keep], value[keep]
+    p_idx, joints, x, y, value = p_idx[keep], joints[keep], x[keep], y[keep], value[keep]
+    if len(p_idx) == 0:
+        return people
     dx, dy = _quarter_offsets(heatmaps, joints, x, y) if adjust_position else (0.0, 0.0)
-    person[joints, 0] = x + dx
-    person[joints, 1] = y + dy
-    person[joints, 2] = value
-    person[joints, 3:] = tags[joints, y, x]
-    return person
+    people[p_idx, joints, 0] = x + dx
+    people[p_idx, joints, 1] = y + dy
+    people[p_idx, joints, 2] = value
+    people[p_idx, joints, 3:] = tags[joints, y, x]
+    return people
 
 
 def group(
@@ -236,6 +333,7 @@ def group(
         people = adjust(people, heatmaps)
     scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0, dtype=np.float32)
     if refine_missing:
-        for i in range(len(people)):
-            people[i] = refine(people[i], heatmaps, tags, adjust_position=adjust_position)
+        _, _, w = heatmaps.shape
+        people = refine_people(people, heatmaps, tags, adjust_position=adjust_position,
+                               probes=loc[..., 1] * w + loc[..., 0])  # fmt: skip
     return people, scores.astype(np.float32)
