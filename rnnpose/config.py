@@ -62,6 +62,7 @@ class Profile:
     rmpp_lr_drop_epoch: int = 4  # lr x 0.1 from this epoch on (paper: epoch 4)
     rmpp_batch_size: int = 1  # images decoded in lock-step (paper: 1)
     rmpp_ablation_epochs: int = 0  # epochs of each ablation run (0: rmpp_epochs)
+    rmpp_ablation_images: int = 0  # training images of each ablation run (0: all)
     # --- synthetic benchmark sizes (ignored on real data)
     n_train: int = 0
     n_eval: int = 0
@@ -114,6 +115,7 @@ PROFILES: dict[str, Profile] = {
         loop=2, T=4, max_iterations=12,
         ae_epochs=2, ae_lr=1e-3, ae_batch_size=8, ae_tag_weight=0.1,
         rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=100, rmpp_batch_size=4,
+        rmpp_ablation_epochs=1, rmpp_ablation_images=16,
         n_train=48, n_eval=16,
     ),
     "cpu": Profile(
@@ -122,8 +124,9 @@ PROFILES: dict[str, Profile] = {
         max_people=16, lstm1_hidden=32, lstm1_depth=3, lstm2_hidden=32, lstm2_depth=2,
         loop=2, T=4, max_iterations=16,
         ae_epochs=8, ae_lr=1e-3, ae_batch_size=16, ae_tag_weight=0.1,
-        rmpp_epochs=6, rmpp_lr=1e-3, rmpp_lr_drop_epoch=4, rmpp_batch_size=8,
-        n_train=2000, n_eval=200,
+        rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=2, rmpp_batch_size=8,
+        rmpp_ablation_epochs=1, rmpp_ablation_images=400,
+        n_train=1200, n_eval=200,
     ),
     "paper": Profile(
         name="paper", input_size=512, output_size=128, sigma=2.0,

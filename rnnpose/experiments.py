@@ -187,10 +187,13 @@ class Experiment:
         return out
 
     def ablation(self, **options: Any) -> Path:
-        """An RMPP run on the ablation budget (``profile.rmpp_ablation_epochs``): every row of
-        an ablation table, its default-settings row included, is trained the same way."""
-        epochs = self.profile.rmpp_ablation_epochs or self.profile.rmpp_epochs
-        return self.rmpp(**{"epochs": epochs, **options})
+        """An RMPP run on the ablation budget (``profile.rmpp_ablation_epochs`` over the first
+        ``rmpp_ablation_images`` training images): every row of an ablation table, its
+        default-settings row included, is trained the same way."""
+        prof = self.profile
+        budget = {"epochs": prof.rmpp_ablation_epochs or prof.rmpp_epochs,
+                  "max_images": prof.rmpp_ablation_images or None}  # fmt: skip
+        return self.rmpp(**{**budget, **options})
 
     def ablation_runs(self, table: str) -> dict[str, Path]:
         """Every run of an ablation table (trained now where not cached), with a progress bar."""

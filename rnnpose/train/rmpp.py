@@ -55,6 +55,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "use_lstm2": True,
     "batch_size": None,  # images in lock-step (profile.rmpp_batch_size)
     "epochs": None,  # total epochs (profile.rmpp_epochs)
+    "max_images": None,  # train on the first N images only (the ablation budget)
 }
 
 
@@ -167,6 +168,8 @@ def fit_rmpp(
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(config, device=str(dev))
     n, bsz = len(features), max(1, profile.rmpp_batch_size)
+    if opts["max_images"]:
+        n = min(n, int(opts["max_images"]))
     for epoch in range(start + 1, profile.rmpp_epochs + 1):
         lr = profile.rmpp_lr * (0.1 if epoch >= profile.rmpp_lr_drop_epoch else 1.0)
         for group in opt.param_groups:
@@ -311,6 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-lstm2", action="store_true", help="LSTM1 only")
     parser.add_argument("--batch-size", type=int, help="images decoded in lock-step")
     parser.add_argument("--epochs", type=int, help="total epochs (default: the profile's)")
+    parser.add_argument("--max-images", type=int, help="train on the first N images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     parser.add_argument("--quiet", action="store_true")
@@ -325,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
     options = {"T": args.T, "sgd": args.sgd, "loop": args.loop, "ordering": args.ordering,
                "loss_config": args.loss_config, "omega": args.omega,
                "lstm2_depth": args.lstm2_depth, "use_lstm2": not args.no_lstm2,
-               "batch_size": args.batch_size, "epochs": args.epochs}  # fmt: skip
+               "batch_size": args.batch_size, "epochs": args.epochs,
+               "max_images": args.max_images}  # fmt: skip
     try:
         out = train_rmpp(args.profile, args.ae, args.data, args.out, resume=args.resume,
                          seed=args.seed, quiet=args.quiet, device=args.device,
