@@ -247,6 +247,8 @@ def refine_people(
     if len(has) == 0:
         return people
     means = np.stack([people[i, found[i], 3:].mean(axis=0) for i in has])  # as refine() does
+    lows, highs = heat_flat.min(axis=1), heat_flat.max(axis=1)
+    tag_cols: np.ndarray | None = None  # [J, L, HW], built when first needed
     sel_p, sel_j, sel_flat = [], [], []
     for jt in range(num_joints):
         need = ~found[has, jt]
@@ -257,7 +259,7 @@ def refine_people(
         bound = _tag_scores(heat[probe], tag_flat[jt, probe], mu).max(axis=1)  # [n]
         # "good" people (bound in the top three quarters of the value range) share the pixels
         # reaching their smallest bound: each one's argmax is among them
-        hmin, hmax = float(heat.min()), float(heat.max())
+        hmin, hmax = float(lows[jt]), float(highs[jt])
         good = bound >= hmin + 0.25 * (hmax - hmin)
         tau = bound[good].min() if good.any() else hmin + 0.25 * (hmax - hmin)
         high = heat >= tau
@@ -265,21 +267,23 @@ def refine_people(
         sc = _tag_scores(heat[pix], tag_flat[jt, pix], mu)
         arg = sc.argmax(axis=1)
         best = pix[arg]
-        below = ~high
-        if not good.all() and below.any():
+        if not good.all():
             # the others' best over ``pix`` is S; a pixel below tau can reach S only if
-            # round(dist) <= max(value below tau) - S, so its first tag coordinate lies within
-            # that (+0.5) of the person's: score those pixels too (for all people: a superset)
+            # round(dist) <= tau - S, so each of its tag coordinates lies within that (+0.5)
+            # of the person's mean tag: score those pixels too
             bad = np.nonzero(~good)[0]
             s_bad = sc[bad, arg[bad]].astype(np.float64)
-            reach = np.floor(float(heat[below].max()) - s_bad + 1e-5 * (1 + np.abs(s_bad)))
+            reach = np.floor(float(tau) - s_bad + 1e-5 * (1 + np.abs(s_bad)))
             lim = reach + 0.5 + 1e-3 * (1 + np.abs(reach))
-            ok = reach >= 0
-            if ok.any():
-                t0 = tag_flat[jt, :, 0]
-                near = (np.abs(t0[None] - mu[bad[ok], :1]) <= lim[ok, None]).any(axis=0)
-                pix = np.flatnonzero(high | (near & below))
-                best = pix[_tag_scores(heat[pix], tag_flat[jt, pix], mu).argmax(axis=1)]
+            for i in np.nonzero(reach >= 0)[0]:  # (few people: one at a time)
+                if tag_cols is None:
+                    tag_cols = np.ascontiguousarray(tag_flat.transpose(0, 2, 1))
+                near = np.ones_like(high)
+                for col, m in zip(tag_cols[jt], mu[bad[i]], strict=True):
+                    near &= np.abs(col - m) <= lim[i]
+                sub = np.flatnonzero(near | high)
+                one = _tag_scores(heat[sub], tag_flat[jt, sub], mu[bad[i]][None])[0]
+                best[bad[i]] = sub[one.argmax()]
         sel_p.append(who)
         sel_j.append(np.full(len(who), jt))
         sel_flat.append(best)
