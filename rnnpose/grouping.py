@@ -69,16 +69,15 @@ def _window_max(heatmaps: np.ndarray, kernel: int) -> np.ndarray:
     """Maximum over each pixel's ``kernel`` x ``kernel`` window (outside the map: -inf), as
     ``scipy.ndimage.maximum_filter(size=(1, k, k), mode="constant", cval=-inf)``; separable."""
     lo, hi = kernel // 2, kernel - kernel // 2 - 1  # window [i - lo, i + hi], scipy's centring
-    out = heatmaps
-    for axis in (2, 1):
-        n = heatmaps.shape[axis]
-        pad = [(0, 0)] * 3
-        pad[axis] = (lo, hi)
-        padded = np.pad(out, pad, constant_values=-np.inf)
-        acc = padded.take(range(0, n), axis=axis)
-        for d in range(1, lo + hi + 1):
-            np.maximum(acc, padded.take(range(d, d + n), axis=axis), out=acc)
-        out = acc
+    j, h, w = heatmaps.shape
+    padded = np.full((j, h + lo + hi, w + lo + hi), -np.inf, dtype=heatmaps.dtype)
+    padded[:, lo : lo + h, lo : lo + w] = heatmaps
+    rows = padded[:, :, 0:w].copy()  # maximum along x
+    for d in range(1, lo + hi + 1):
+        np.maximum(rows, padded[:, :, d : d + w], out=rows)
+    out = rows[:, 0:h].copy()  # then along y
+    for d in range(1, lo + hi + 1):
+        np.maximum(out, rows[:, d : d + h], out=out)
     return out
 
 
@@ -278,10 +277,12 @@ def refine_people(
             for i in np.nonzero(reach >= 0)[0]:  # (few people: one at a time)
                 if tag_cols is None:
                     tag_cols = np.ascontiguousarray(tag_flat.transpose(0, 2, 1))
-                near = np.ones_like(high)
-                for col, m in zip(tag_cols[jt], mu[bad[i]], strict=True):
-                    near &= np.abs(col - m) <= lim[i]
-                sub = np.flatnonzero(near | high)
+                near = high.copy()
+                col_near = np.abs(tag_cols[jt, 0] - mu[bad[i], 0]) <= lim[i]
+                for col, m in zip(tag_cols[jt, 1:], mu[bad[i], 1:], strict=True):
+                    col_near &= np.abs(col - m) <= lim[i]
+                near |= col_near
+                sub = np.flatnonzero(near)  # ascending: tie-break preserved
                 one = _tag_scores(heat[sub], tag_flat[jt, sub], mu[bad[i]][None])[0]
                 best[bad[i]] = sub[one.argmax()]
         sel_p.append(who)
