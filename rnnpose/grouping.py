@@ -247,15 +247,19 @@ def refine_people(
         return people
     means = np.stack([people[i, found[i], 3:].mean(axis=0) for i in has])  # as refine() does
     lows, highs = heat_flat.min(axis=1), heat_flat.max(axis=1)
-    tag_cols: np.ndarray | None = None  # [J, L, HW], built when first needed
+    probes = np.asarray(probes)
+    # each person's best score at each joint's probes: a lower bound of its best score [n, J]
+    rows = np.arange(num_joints)[:, None]
+    bounds = _tag_scores(heat_flat[rows, probes].ravel(),
+                         tag_flat[rows, probes].reshape(-1, tag_flat.shape[2]), means)
+    bounds = bounds.reshape(len(has), num_joints, -1).max(axis=2)
     sel_p, sel_j, sel_flat = [], [], []
     for jt in range(num_joints):
         need = ~found[has, jt]
         if not need.any():
             continue
         who, mu, heat = has[need], means[need], heat_flat[jt]
-        probe = np.asarray(probes[jt])
-        bound = _tag_scores(heat[probe], tag_flat[jt, probe], mu).max(axis=1)  # [n]
+        bound = bounds[need, jt]
         # "good" people (bound in the top three quarters of the value range) share the pixels
         # reaching their smallest bound: each one's argmax is among them
         hmin, hmax = float(lows[jt]), float(highs[jt])
@@ -274,17 +278,21 @@ def refine_people(
             s_bad = sc[bad, arg[bad]].astype(np.float64)
             reach = np.floor(float(tau) - s_bad + 1e-5 * (1 + np.abs(s_bad)))
             lim = reach + 0.5 + 1e-3 * (1 + np.abs(reach))
-            for i in np.nonzero(reach >= 0)[0]:  # (few people: one at a time)
-                if tag_cols is None:
-                    tag_cols = np.ascontiguousarray(tag_flat.transpose(0, 2, 1))
-                near = high.copy()
-                col_near = np.abs(tag_cols[jt, 0] - mu[bad[i], 0]) <= lim[i]
-                for col, m in zip(tag_cols[jt, 1:], mu[bad[i], 1:], strict=True):
-                    col_near &= np.abs(col - m) <= lim[i]
-                near |= col_near
-                sub = np.flatnonzero(near)  # ascending: tie-break preserved
+            todo = np.nonzero(reach >= 0)[0]
+            col = np.ascontiguousarray(tag_flat[jt, :, 0]) if len(todo) else None
+            for i in todo:  # (few people: one at a time)
+                m0 = mu[bad[i], 0]  # (the first coordinate alone: a superset, cheaper)
+                near = (col >= m0 - lim[i]) & (col <= m0 + lim[i])
+                near &= ~high  # the pixels at or above tau are scored already
+                sub = np.flatnonzero(near)
+                if len(sub) == 0:
+                    continue
                 one = _tag_scores(heat[sub], tag_flat[jt, sub], mu[bad[i]][None])[0]
-                best[bad[i]] = sub[one.argmax()]
+                k = int(one.argmax())
+                q = bad[i]
+                # the better score wins; a tie goes to the first pixel in row-major order
+                if one[k] > sc[q, arg[q]] or (one[k] == sc[q, arg[q]] and sub[k] < best[q]):
+                    best[q] = sub[k]
         sel_p.append(who)
         sel_j.append(np.full(len(who), jt))
         sel_flat.append(best)
