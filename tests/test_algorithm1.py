@@ -8,7 +8,7 @@ from rnnpose.config import get_profile
 from rnnpose.models.rmpp import RMPP
 from rnnpose.targets import person_heatmaps
 
-PROF = get_profile("tiny")
+PROF = get_profile("tiny", lstm1_hidden=16)  # the fixtures below were pinned at this size
 
 
 @pytest.fixture(autouse=True)

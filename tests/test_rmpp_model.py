@@ -32,11 +32,11 @@ def test_init_noise_is_uniform_and_reproducible():
 
 def _model(**kw):
     torch.manual_seed(0)
-    return RMPP(get_profile("tiny", **kw))
+    return RMPP(get_profile("tiny", **{"lstm1_hidden": 16, **kw}))
 
 
 def test_shapes_depth_and_stop_head():
-    prof = get_profile("tiny")
+    prof = get_profile("tiny", lstm1_hidden=16)
     m = _model()
     assert m.lstm1.lstm.hidden_sizes == [16, 8, 4]
     assert m.lstm2.lstm.hidden_sizes == [16, 8]
