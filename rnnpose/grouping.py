@@ -88,7 +88,7 @@ def nms(heatmaps: np.ndarray, kernel: int = 3) -> np.ndarray:
         peaks = maximum_filter(heatmaps, size=(1, kernel, kernel), mode="constant", cval=-np.inf)
     else:
         peaks = _window_max(heatmaps, kernel)
-    return np.where(peaks == heatmaps, heatmaps, 0.0).astype(np.float32)
+    return np.where(peaks == heatmaps, heatmaps, np.float32(0.0)).astype(np.float32, copy=False)
 
 
 def top_candidates(
