@@ -19,6 +19,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny ops run much faster with one intra-op thread on a busy 2-core machine; modules
+    opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")`` (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_profile() -> Profile:
     return get_profile("tiny")

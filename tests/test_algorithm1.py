@@ -11,13 +11,7 @@ from rnnpose.targets import person_heatmaps
 PROF = get_profile("tiny", lstm1_hidden=16)  # the fixtures below were pinned at this size
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one intra-op thread is much faster on a busy 2-core machine (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 ZS = (1, 3, 0)  # people per image: exact count, under-prediction, over-prediction (see _model)
 
 

@@ -23,13 +23,7 @@ from rnnpose.train import rmpp as train_rmpp_module
 CROWD = 30
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a busy machine: one intra-op thread (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def one_error_line(capsys, *needles: str) -> str:

@@ -11,13 +11,7 @@ from rnnpose.models.rmpp import RMPP
 PROF = get_profile("tiny", lstm1_hidden=16)  # the fixtures below were pinned at this size
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one intra-op thread is much faster on a busy 2-core machine (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_keypoints_argmax_threshold_and_subpixel():

@@ -17,14 +17,7 @@ from rnnpose.predict import Predictor, collect_images, predict_run
 from rnnpose.train.ae import train_ae
 from rnnpose.train.rmpp import train_rmpp
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a busy machine: one intra-op thread (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ from rnnpose.train.rmpp import fit_rmpp, load_rmpp, person_targets
 PROF = get_profile("tiny", rmpp_lr=5e-3, loop=0, max_iterations=5, T=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one intra-op thread is ~10x faster on a busy 2-core machine (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_features(zs, seed=0, channels=8, repeat=1):
