@@ -71,9 +71,6 @@ REAL_LAYOUT: dict[str, tuple[str, str]] = {
     "occluded_test": ("ochuman/ochuman_coco_format_test_range_0.00_1.00.json", "ochuman/images"),
 }
 
-#: What each split stands for, for table headers.
-SPLIT_LABEL = {"sparse": "COCO", "occluded": "OC-val", "occluded_test": "OC-test"}
-
 
 #: The ablation tables: table -> {row as the paper names it: RMPP options}.
 ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {

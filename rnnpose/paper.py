@@ -26,30 +26,6 @@ def paper_value(table: str, row: str, column: str) -> float:
     return float(t["rows"][row][t["columns"].index(column)])
 
 
-def comparison(
-    table: str,
-    column: str,
-    reproduced: dict[str, float],
-    *,
-    paper_rows: dict[str, str] | None = None,
-    reproduced_label: str = "reproduced",
-) -> pd.DataFrame:
-    """One column of a paper table beside the reproduced numbers (rows in the paper's order).
-
-    ``paper_rows`` maps a reproduced row name to the paper's row name where they differ.
-    """
-    paper_rows = paper_rows or {}
-    records = []
-    for name, value in reproduced.items():
-        prow = paper_rows.get(name, name)
-        try:
-            pv = paper_value(table, prow, column)
-        except (KeyError, ValueError):
-            pv = float("nan")
-        records.append({"setting": name, f"paper ({column})": pv, reproduced_label: value})
-    return pd.DataFrame.from_records(records).set_index("setting")
-
-
 def claim_rows(
     claims: Sequence[tuple[str, Callable[[dict[str, float]], bool]]],
     paper: dict[str, float],

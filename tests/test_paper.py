@@ -2,7 +2,9 @@
 
 import math
 
-from rnnpose.paper import claim_rows, comparison, paper_numbers, paper_value
+import pandas as pd
+
+from rnnpose.paper import claim_rows, paper_numbers, paper_value, side_by_side
 
 
 def test_paper_numbers_match_the_paper_tables():
@@ -15,9 +17,10 @@ def test_paper_numbers_match_the_paper_tables():
 
 
 def test_comparison_and_verdicts():
-    df = comparison("table5_loop", "COCO", {"0": 10.0, "2": 12.0, "9": 1.0})
-    assert df.loc["2", "paper (COCO)"] == 58.7 and df.loc["2", "reproduced"] == 12.0
-    assert math.isnan(df.loc["9", "paper (COCO)"])
+    ours = pd.DataFrame({"sparse": [10.0, 12.0, 1.0]}, index=["0", "2", "9"])
+    df = side_by_side("table5_loop", ours, {"sparse": "COCO"})
+    assert df.loc["2", "paper COCO"] == 58.7 and df.loc["2", "reproduced sparse"] == 12.0
+    assert math.isnan(df.loc["9", "paper COCO"])
     claims = [("loop helps", lambda r: r["2"] > r["0"]), ("loop hurts", lambda r: r["2"] < r["0"])]
     v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 12.0, "2": 11.0})
     assert list(v["verdict"]) == ["not reproduced", "not reproduced"]
