@@ -108,11 +108,26 @@ def restore_training_state(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     rng: bool = True,
+    source: PathLike = "checkpoint",
 ) -> None:
-    """Load weights (and optimiser, scheduler, RNG) from a :func:`load_checkpoint` payload."""
-    getattr(model, "module", model).load_state_dict(payload["model"])
+    """Load weights (and optimiser, scheduler, RNG) from a :func:`load_checkpoint` payload.
+
+    Weights that do not fit the model (another profile, another architecture) raise
+    :class:`CheckpointError` naming ``source`` (the file) and the first mismatches.
+    """
+    try:
+        getattr(model, "module", model).load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()][:3]
+        raise CheckpointError(
+            f"{source}: field 'model': the weights do not fit this model (was it trained with "
+            f"another profile?): {' '.join(lines) or exc}"
+        ) from None
     if optimizer is not None and payload.get("optimizer") is not None:
-        optimizer.load_state_dict(payload["optimizer"])
+        try:
+            optimizer.load_state_dict(payload["optimizer"])
+        except ValueError as exc:
+            raise CheckpointError(f"{source}: field 'optimizer': {exc}") from None
     if scheduler is not None and payload.get("scheduler") is not None:
         scheduler.load_state_dict(payload["scheduler"])
     if rng and payload.get("rng") is not None:

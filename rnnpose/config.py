@@ -54,8 +54,10 @@ class Profile:
     ae_epochs: int = 1
     ae_lr: float = 2e-4
     ae_batch_size: int = 8
+    ae_lr_drop_epoch: int = 0  # AE lr x 0.1 from this epoch (1-based) on; 0: never
     # push/pull weight of AE's tag loss (AE: 1e-3). The short CPU schedules raise it: with
-    # 1e-3 every tag collapses to one value within a few thousand steps (measured; book).
+    # 1e-3 the tags stay at one value for their few hundred steps; with 0.1 separating them
+    # spoils the heatmaps (measured: rnnpose/train/ae.py, book chapter 2).
     ae_tag_weight: float = 1e-3
     rmpp_epochs: int = 1
     rmpp_lr: float = 1e-4
@@ -123,9 +125,9 @@ PROFILES: dict[str, Profile] = {
         nstack=2, hg_channels=64, hg_increase=32, hg_depth=4, feat_channels=16, tag_dim=1,
         max_people=16, lstm1_hidden=32, lstm1_depth=3, lstm2_hidden=32, lstm2_depth=2,
         loop=2, T=4, max_iterations=16,
-        ae_epochs=8, ae_lr=1e-3, ae_batch_size=16, ae_tag_weight=0.1,
-        rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=2, rmpp_batch_size=8,
-        rmpp_ablation_epochs=1, rmpp_ablation_images=400,
+        ae_epochs=20, ae_lr=1e-3, ae_lr_drop_epoch=17, ae_batch_size=16, ae_tag_weight=0.01,
+        rmpp_epochs=3, rmpp_lr=1e-3, rmpp_lr_drop_epoch=3, rmpp_batch_size=8,
+        rmpp_ablation_epochs=1, rmpp_ablation_images=160,
         n_train=1200, n_eval=200,
     ),
     "paper": Profile(

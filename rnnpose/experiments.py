@@ -184,12 +184,18 @@ class Experiment:
         return out
 
     def ablation(self, **options: Any) -> Path:
-        """An RMPP run on the ablation budget (``profile.rmpp_ablation_epochs`` over the first
-        ``rmpp_ablation_images`` training images): every row of an ablation table, its
-        default-settings row included, is trained the same way."""
+        """An RMPP run on the ablation budget: where the profile sets one
+        (``rmpp_ablation_epochs`` over the first ``rmpp_ablation_images`` training images), it
+        starts from the main run's weights (:meth:`rmpp`, default options; the weights that fit,
+        e.g. all but the extra LSTM2 layers) and trains that much more with its own setting.
+        Every row of an ablation table, its default-settings row included, is trained the same
+        way. Without a budget (``paper``) each row is a full run from scratch, as in the paper."""
         prof = self.profile
+        if not (prof.rmpp_ablation_epochs or prof.rmpp_ablation_images):
+            return self.rmpp(**options)
         budget = {"epochs": prof.rmpp_ablation_epochs or prof.rmpp_epochs,
-                  "max_images": prof.rmpp_ablation_images or None}  # fmt: skip
+                  "max_images": prof.rmpp_ablation_images or None,
+                  "init": str(self.rmpp())}  # fmt: skip
         return self.rmpp(**{**budget, **options})
 
     def ablation_runs(self, table: str) -> dict[str, Path]:

@@ -104,6 +104,17 @@ def test_checkpoint_truncated_and_pickled_code_are_refused(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
 
 
+def test_checkpoint_of_another_model_gets_a_clear_error(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", model=torch.nn.Linear(2, 2), config={},
+                           epoch=0, step=0)  # fmt: skip
+    payload = load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"c\.pt: field 'model': the weights do not fit.*"
+                       r"size mismatch for weight"):  # fmt: skip
+        restore_training_state(payload, torch.nn.Linear(3, 2), source=path)
+    with pytest.raises(CheckpointError, match=r"c\.pt: field 'model'.*Missing key"):
+        restore_training_state(payload, torch.nn.Sequential(torch.nn.Linear(2, 2)), source=path)
+
+
 def test_cli_version_and_help(capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["--version"])

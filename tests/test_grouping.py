@@ -166,3 +166,24 @@ def test_tie_break_goes_to_the_earlier_person_when_rounded_distances_tie():
 def test_empty_heatmaps_give_no_people():
     people, scores = group(np.zeros((17, M, M), np.float32), np.zeros((17, M, M, 2), np.float32))
     assert people.shape == (0, 17, 5) and scores.shape == (0,)
+
+
+def test_oracle_grouping_takes_the_peak_near_each_annotated_joint():
+    from rnnpose.analysis import oracle_grouping
+
+    hm = np.zeros((17, 16, 16), dtype=np.float32)
+    hm[0, 5, 6] = 0.9  # person 0, joint 0: peak one pixel right of the annotation (5, 5)
+    hm[0, 5, 7] = 0.4  # higher right neighbour -> +0.25 in x
+    hm[0, 12, 12] = 0.8  # person 1, joint 0: exactly on the annotation
+    hm[1, 2, 2] = 0.7  # joint 1 of person 0 lies 4 px away: outside radius 2
+    gt = np.zeros((2, 17, 3))
+    gt[0, 0] = (5, 5, 2)
+    gt[1, 0] = (12, 12, 1)
+    gt[0, 1] = (6, 6, 2)
+    gt[1, 2] = (40, 40, 2)  # outside the map
+    people = oracle_grouping(hm, gt, radius=2)
+    assert people.shape == (2, 17, 3)
+    np.testing.assert_allclose(people[0, 0], (6.25, 4.75, 0.9), atol=1e-6)
+    np.testing.assert_allclose(people[1, 0, 2], 0.8)
+    assert people[0, 1, 2] > 0 and people[0, 1, 2] < 1e-5  # window empty: value floor, found
+    assert people[1, 2, 2] == 0 and people[1, 3:, 2].sum() == 0  # unannotated / off the map

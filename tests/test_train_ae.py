@@ -60,19 +60,24 @@ def test_one_epoch_reduces_the_loss(data_dir, tmp_path):
 
 
 def test_resume_gives_the_same_weights(data_dir, tmp_path):
-    straight = train_ae(PROFILE, data_dir, tmp_path / "a", epochs=2, quiet=True)
-    train_ae(PROFILE, data_dir, tmp_path / "b", epochs=1, quiet=True)
-    resumed = train_ae(PROFILE, data_dir, tmp_path / "b", epochs=2, quiet=True, resume=True)
+    prof = PROFILE.replace(ae_lr_drop_epoch=2)  # the rate drops x0.1 in the resumed epoch
+    straight = train_ae(prof, data_dir, tmp_path / "a", epochs=2, quiet=True)
+    first = load_checkpoint(tmp_path / "a" / "epoch_001.pt")["optimizer"]["param_groups"][0]
+    assert first["lr"] == pytest.approx(1e-3)
+    train_ae(prof, data_dir, tmp_path / "b", epochs=1, quiet=True)
+    resumed = train_ae(prof, data_dir, tmp_path / "b", epochs=2, quiet=True, resume=True)
     a = load_checkpoint(straight / "last.pt")
     b = load_checkpoint(resumed / "last.pt")
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4
+    assert a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert b["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     # a finished run resumed again does nothing; a fresh start over it is refused
-    train_ae(PROFILE, data_dir, tmp_path / "b", epochs=2, quiet=True, resume=True)
+    train_ae(prof, data_dir, tmp_path / "b", epochs=2, quiet=True, resume=True)
     assert load_checkpoint(resumed / "last.pt")["step"] == 4
     with pytest.raises(Exception, match="already holds a run"):
-        train_ae(PROFILE, data_dir, tmp_path / "b", epochs=2, quiet=True)
+        train_ae(prof, data_dir, tmp_path / "b", epochs=2, quiet=True)
 
 
 def test_data_order_depends_on_seed_and_epoch_only():
@@ -135,7 +140,7 @@ def test_loss_weights_default_to_ae_and_can_be_overridden():
     from rnnpose.train.ae import loss_weights
 
     assert loss_weights(get_profile("paper")) == {"push_weight": 1e-3, "pull_weight": 1e-3}
-    assert PROFILE.ae_tag_weight == 0.1  # the CPU profiles' default (short schedules)
+    assert PROFILE.ae_tag_weight == 0.1  # the tiny profile's (short schedule)
     assert loss_weights(PROFILE) == {"push_weight": 0.1, "pull_weight": 0.1}
     extra = PROFILE.replace(extra={"ae_push_weight": 0.5})
     assert loss_weights(extra) == {"push_weight": 0.5, "pull_weight": 0.1}

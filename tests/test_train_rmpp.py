@@ -222,3 +222,37 @@ def test_real_interruption_then_resume_equals_uninterrupted(tmp_path, monkeypatc
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_warm_start_copies_the_weights_that_fit(tmp_path):
+    from rnnpose.models.rmpp import RMPP
+    from rnnpose.train.rmpp import warm_start
+
+    fs = synthetic_features([2, 1], repeat=2)
+    base = fit_rmpp(fs, PROF, tmp_path / "base", options={"epochs": 1, "batch_size": 2},
+                    quiet=True)  # fmt: skip
+    trained = load_rmpp(base, with_ae=False)[0].state_dict()
+    same = RMPP(PROF)
+    names = warm_start(same, base)
+    assert len(names) == sum(not k.startswith("norm.") for k in trained)
+    for k in names:
+        torch.testing.assert_close(same.state_dict()[k], trained[k], rtol=0, atol=0)
+    deeper = RMPP(PROF.replace(lstm2_depth=3))
+    fresh = {k: v.clone() for k, v in deeper.state_dict().items()}
+    kept = warm_start(deeper, base)
+    assert any(k.startswith("lstm1") for k in kept) and len(kept) < len(names)
+    extra = [k for k in fresh if k not in trained or trained[k].shape != fresh[k].shape]
+    assert extra and all(k not in kept for k in extra)  # the new LSTM2 layer starts fresh
+    for k in extra:
+        torch.testing.assert_close(deeper.state_dict()[k], fresh[k], rtol=0, atol=0)
+    # a run started with --init records it and continues from those weights
+    out = fit_rmpp(fs, PROF, tmp_path / "ft", options={"epochs": 1, "batch_size": 2,
+                   "init": str(base)}, quiet=True)  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["options"]["init"] == str(base) and config["init_weights"] == len(names)
+    from rnnpose.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"nope/last\.pt: checkpoint not found"):
+        fit_rmpp(fs, PROF, tmp_path / "bad", options={"init": str(tmp_path / "nope")},
+                 quiet=True)  # fmt: skip
+    assert not (tmp_path / "bad").exists()  # nothing written before the inputs are checked

@@ -56,6 +56,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "batch_size": None,  # images in lock-step (profile.rmpp_batch_size)
     "epochs": None,  # total epochs (profile.rmpp_epochs)
     "max_images": None,  # train on the first N images only (the ablation budget)
+    "init": None,  # a run folder whose weights start this run (same names and shapes)
 }
 
 
@@ -79,7 +80,23 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
         raise DataError(f"--ordering must be one of {', '.join(ORDERINGS)}")
     if opts["loss_config"] not in LOSS_CONFIGS:
         raise DataError(f"--loss-config must be one of {', '.join(LOSS_CONFIGS)}")
+    if opts["init"] is not None:
+        opts["init"] = str(opts["init"])
     return opts
+
+
+def warm_start(model: RMPP, run_dir: PathLike, device: torch.device | str = "cpu") -> list[str]:
+    """Copy into ``model`` every weight of the run ``run_dir`` whose name and shape match
+    (another LSTM2 depth keeps LSTM1, the stop head and the layers that fit); returns the names
+    copied. The feature normalisation is not copied: it comes from the features."""
+    payload = load_checkpoint(RunDir(run_dir).last, map_location=device)
+    own = model.state_dict()
+    take = {k: v for k, v in payload["model"].items()
+            if k in own and own[k].shape == v.shape and not k.startswith("norm.")}  # fmt: skip
+    if not take:
+        raise DataError(f"{RunDir(run_dir).last}: no weight fits this model (--init)")
+    model.load_state_dict(take, strict=False)
+    return sorted(take)
 
 
 def person_targets(keypoints: torch.Tensor, profile: Profile) -> torch.Tensor:
@@ -156,13 +173,15 @@ def fit_rmpp(
     opt = torch.optim.Adam(model.parameters(), lr=profile.rmpp_lr)
     start, step = 0, 0
     payload = run.resume_payload(resume)
+    if payload is None and opts["init"]:
+        config["init_weights"] = len(warm_start(model, opts["init"], dev))
     if payload is not None:
         old, new = _resume_key(payload["config"]), _resume_key(config)
         for key in new:
             if old.get(key) != new[key]:
                 raise DataError(f"{run.last}: cannot resume: the run was started with a "
                                 f"different {key!r}")  # fmt: skip
-        restore_training_state(payload, model, opt)
+        restore_training_state(payload, model, opt, source=run.last)
         start, step = int(payload["epoch"]), int(payload["step"])
     if dist_info.main:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -287,7 +306,8 @@ def load_rmpp(
         raise DataError(f"{run.config_path}: bad config ({exc})") from None
     dev = _device(device)
     model = RMPP(profile, use_lstm2=bool(options["use_lstm2"]))
-    restore_training_state(load_checkpoint(run.last, map_location=dev), model, rng=False)
+    payload = load_checkpoint(run.last, map_location=dev)
+    restore_training_state(payload, model, rng=False, source=run.last)
     ae_model = None
     if with_ae and config.get("ae_run"):
         from rnnpose.train.ae import load_ae
@@ -315,6 +335,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="images decoded in lock-step")
     parser.add_argument("--epochs", type=int, help="total epochs (default: the profile's)")
     parser.add_argument("--max-images", type=int, help="train on the first N images only")
+    parser.add_argument("--init", help="start from the weights of this RMPP run (warm start)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     parser.add_argument("--quiet", action="store_true")
@@ -330,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
                "loss_config": args.loss_config, "omega": args.omega,
                "lstm2_depth": args.lstm2_depth, "use_lstm2": not args.no_lstm2,
                "batch_size": args.batch_size, "epochs": args.epochs,
-               "max_images": args.max_images}  # fmt: skip
+               "max_images": args.max_images, "init": args.init}  # fmt: skip
     try:
         out = train_rmpp(args.profile, args.ae, args.data, args.out, resume=args.resume,
                          seed=args.seed, quiet=args.quiet, device=args.device,
