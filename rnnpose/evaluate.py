@@ -232,6 +232,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--by-crowding", action="store_true", help="also AP per max-pair-IoU bucket"
     )
+    parser.add_argument(
+        "--method", choices=["rmpp", "ae"], help="with --run: rmpp or ae (default: the run's)"
+    )
+    parser.add_argument("--flip", action="store_true", help="with --run: AE's flip test")
+    parser.add_argument(
+        "--device", default=None, help="with --run: cpu, cuda, ... (default: cuda if available)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -243,9 +250,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.data is None or args.results is not None:
             raise DataError("--run needs --data (and no --results)")
+        import torch
+
         from rnnpose.predict import predict_run
 
-        gt, results = predict_run(args.run, args.data, quiet=args.quiet)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kw: dict[str, Any] = {"flip": True} if args.flip else {}
+        gt, results = predict_run(args.run, args.data, method=args.method, device=device,
+                                  quiet=args.quiet, **kw)  # fmt: skip
     coco = load_gt(gt)
     metrics: dict[str, Any] = evaluate_keypoints(coco, results, max_dets=args.max_dets)
     buckets = ap_by_crowding(coco, results, max_dets=args.max_dets) if args.by_crowding else None

@@ -92,3 +92,56 @@ def test_amp_and_channels_last_run_and_stay_close_to_float32(tmp_path):
         logs[name] = json.loads((run / "log.jsonl").read_text())
     assert logs["amp"]["step"] == logs["fp32"]["step"] == 2
     assert logs["amp"]["total"] == pytest.approx(logs["fp32"]["total"], rel=0.05)
+
+
+def _train_with_nan_on_rank_1(rank: int, data: str, out: str, port: int, report: str) -> None:
+    """One of two gloo processes: rank 1's AE loss is NaN at its first step."""
+    from pathlib import Path
+
+    from rnnpose.train import ae as ae_module
+    from rnnpose.train.common import NonFiniteLossError
+
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    real = ae_module.ae_loss
+
+    def loss(*args, **kw):
+        res = real(*args, **kw)
+        if rank == 1:
+            res["total"] = res["total"] * float("nan")
+        return res
+
+    ae_module.ae_loss = loss
+    try:
+        ae_module.train_ae("tiny", data, out, epochs=1, quiet=True, device="cpu")
+        msg = "finished"
+    except NonFiniteLossError as exc:
+        msg = f"stopped: {exc}"
+    Path(report, f"rank{rank}.txt").write_text(msg)
+    torch.distributed.destroy_process_group()
+
+
+def test_nan_on_one_rank_stops_every_rank(tmp_path, tiny_synth):
+    """Both ranks stop with the same clear error. Without the shared check rank 0 went on into
+    backward() and died there on the lost peer (gloo; NCCL would wait for it)."""
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.start_processes(_train_with_nan_on_rank_1, nprocs=2, join=False,
+                             args=(str(tiny_synth), str(tmp_path / "ae"), port, str(tmp_path)),
+                             start_method="spawn")  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung after the other's NaN loss")
+    reports = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert all(r.startswith("stopped: non-finite loss nan at epoch 1, step 1") for r in reports)
+    assert not (tmp_path / "ae" / "last.pt").exists()  # no checkpoint of the bad epoch

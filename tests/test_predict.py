@@ -143,6 +143,12 @@ def test_eval_run_prints_the_ap_table(runs, tiny_synth, capsys):
     gt, results = predict_run(runs["ae"], tiny_synth, quiet=True)
     m = evaluate_keypoints(gt, results)
     assert 0.0 <= m["AP"] <= 100.0
+    # --method ae on an RMPP run evaluates its AE network's grouping: the AE run's numbers
+    gt, ae_results = predict_run(runs["rmpp"], tiny_synth, method="ae", quiet=True)
+    assert main(["eval", "--run", str(runs["rmpp"]), "--data", str(tiny_synth), "--method",
+                 "ae", "--device", "cpu", "--json", "--quiet"]) == 0  # fmt: skip
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["AP"] == pytest.approx(evaluate_keypoints(gt, ae_results)["AP"])
 
 
 @pytest.mark.parametrize("argv", [

@@ -39,6 +39,7 @@ from rnnpose.models.hourglass import PoseNet
 from rnnpose.targets import shared_heatmaps, tag_indices, to_heatmap
 from rnnpose.train.accel import (
     SWITCH,
+    all_reduce_sum,
     autocast,
     barrier,
     memory_format,
@@ -225,7 +226,10 @@ def train_ae(
             if use_amp:
                 out = type(out)(*(o.float() for o in out))
             losses = ae_loss(out, heat.to(dev), batch["mask"].to(dev), idx.to(dev), **weights)
-            check_finite(losses["total"], step=step + 1, epoch=epoch + 1, run_dir=run.path)
+            total = losses["total"].detach()
+            if dist_info.distributed:  # every rank stops together: none waits in backward()
+                total = torch.tensor(all_reduce_sum([total.item()], dist_info, dev)[0])
+            check_finite(total, step=step + 1, epoch=epoch + 1, run_dir=run.path)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
