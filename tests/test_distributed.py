@@ -119,7 +119,9 @@ def _train_with_nan_on_rank_1(rank: int, data: str, out: str, port: int, report:
     except NonFiniteLossError as exc:
         msg = f"stopped: {exc}"
     Path(report, f"rank{rank}.txt").write_text(msg)
-    torch.distributed.destroy_process_group()
+    # leave without tearing the gloo group down: its threads can abort at interpreter exit
+    # once the peer is gone, which is not what this test is about
+    os._exit(0)
 
 
 def test_nan_on_one_rank_stops_every_rank(tmp_path, tiny_synth):
