@@ -98,7 +98,7 @@ def oracle_results(
     from rnnpose.data.coco import load_coco, read_image
     from rnnpose.data.transforms import apply_affine
     from rnnpose.inference import people_to_results
-    from rnnpose.predict import Predictor
+    from rnnpose.predict import Predictor, coco_results
     from rnnpose.train.common import progress
 
     predictor = Predictor(run_dir, method="ae", device=device)
@@ -116,8 +116,5 @@ def oracle_results(
         found = people[..., 2] > 0
         scores = np.array([p[f, 2].mean() if f.any() else 0.0
                            for p, f in zip(people, found, strict=True)])  # fmt: skip
-        for r in people_to_results(people, scores, maps):
-            kp = [float(v) for v in r["keypoints"].reshape(-1)]
-            results.append({"image_id": int(image_id), "category_id": 1, "score": r["score"],
-                            "keypoints": kp})  # fmt: skip
+        results.extend(coco_results(people_to_results(people, scores, maps), image_id))
     return results

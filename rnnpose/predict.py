@@ -100,11 +100,12 @@ class Predictor:
         return Prediction(people, maps, image, out)
 
 
-def _results_for(pred: Prediction, image_id: int) -> list[dict[str, Any]]:
+def coco_results(people: list[dict[str, Any]], image_id: int) -> list[dict[str, Any]]:
+    """``[{"keypoints": [17,3], "score"}]`` of one image -> COCO keypoint result records."""
     return [
         {"image_id": int(image_id), "category_id": 1, "score": float(p["score"]),
          "keypoints": [float(v) for v in np.asarray(p["keypoints"]).reshape(-1)]}
-        for p in pred.people
+        for p in people
     ]  # fmt: skip
 
 
@@ -130,7 +131,7 @@ def predict_split(
     bar = progress(sorted(coco.imgs), quiet=quiet, desc=f"predict ({predictor.method})")
     for image_id in bar:
         image = read_image(Path(image_root) / coco.imgs[image_id]["file_name"])
-        results.extend(_results_for(predictor.predict(image, **predict_kw), image_id))
+        results.extend(coco_results(predictor.predict(image, **predict_kw).people, image_id))
     return results
 
 
@@ -235,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     for i, path in enumerate(progress(images, quiet=args.quiet, desc="predict"), start=1):
         image = read_image(path)
         pred = predictor.predict(image, flip=args.flip)
-        results.extend(_results_for(pred, i))
+        results.extend(coco_results(pred.people, i))
         files.append({"id": i, "file_name": str(path), "height": image.shape[0],
                       "width": image.shape[1]})  # fmt: skip
         _save_figure(prediction_figure(image, pred, title=f"{path.name} ({predictor.method})"),
