@@ -118,3 +118,83 @@ def oracle_results(
                            for p, f in zip(people, found, strict=True)])  # fmt: skip
         results.extend(coco_results(people_to_results(people, scores, maps), image_id))
     return results
+
+
+def _oks(pred: np.ndarray, gt: np.ndarray, area: float) -> float:
+    """COCO's object keypoint similarity of one prediction [17,2] with one person [17,3]."""
+    from rnnpose.skeleton import OKS_SIGMAS
+
+    vis = gt[:, 2] > 0
+    if not vis.any():
+        return 0.0
+    var = (2 * OKS_SIGMAS) ** 2
+    d2 = ((pred[:, :2] - gt[:, :2]) ** 2).sum(1)
+    e = d2 / var / (area + np.spacing(1)) / 2
+    return float(np.exp(-e[vis]).mean())
+
+
+def joint_errors(
+    gt_file: PathLike, results: list[dict[str, Any]], unit: float = 1.0, min_oks: float = 0.1
+) -> dict[str, float]:
+    """Where the keypoint AP is lost: each prediction (highest score first) is matched to the
+    unmatched annotated person of its image with the highest OKS (at least ``min_oks``), as
+    COCO's evaluation does; then, over the labelled joints of the matched pairs:
+
+    * ``dropped`` -- fraction predicted with score 0 (RMPP: below tau; AE: not found);
+    * ``err_median`` -- median distance of the kept joints to their annotation, in ``unit``
+      pixels (e.g. the heatmap stride);
+    * ``within_1`` -- fraction of kept joints within one ``unit`` of their annotation;
+    * ``other_person`` -- fraction of kept joints lying nearer to the same joint of ANOTHER
+      annotated person of the image than to their own: joints taken from the wrong person;
+    * ``oks_ge_50`` / ``oks_ge_75`` -- fraction of annotated people matched at OKS >= 0.5 / 0.75;
+    * ``unmatched_predictions`` -- predictions matching nobody (duplicates, false people).
+    """
+    from rnnpose.evaluate import load_gt
+
+    coco = load_gt(gt_file)
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    n_people = kept = dropped = within = other = 0
+    errs: list[float] = []
+    oks_hits = {50: 0, 75: 0}
+    unmatched = 0
+    for image_id in coco.getImgIds():
+        anns = [a for a in coco.imgToAnns.get(image_id, [])
+                if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]  # fmt: skip
+        gts = [np.asarray(a["keypoints"], dtype=float).reshape(-1, 3) for a in anns]
+        n_people += len(gts)
+        free = set(range(len(gts)))
+        for r in sorted(by_image.get(image_id, []), key=lambda r: -r["score"]):
+            kp = np.asarray(r["keypoints"], dtype=float).reshape(-1, 3)
+            scores = {g: _oks(kp, gts[g], float(anns[g]["area"])) for g in free}
+            best = max(scores, key=scores.get, default=None)
+            if best is None or scores[best] < min_oks:
+                unmatched += 1
+                continue
+            free.discard(best)
+            oks_hits[50] += scores[best] >= 0.5
+            oks_hits[75] += scores[best] >= 0.75
+            gt = gts[best]
+            for j in np.flatnonzero(gt[:, 2] > 0):
+                if kp[j, 2] <= 0:
+                    dropped += 1
+                    continue
+                kept += 1
+                d = float(np.hypot(*(kp[j, :2] - gt[j, :2]))) / unit
+                errs.append(d)
+                within += d <= 1.0
+                others = [float(np.hypot(*(kp[j, :2] - g[j, :2]))) / unit
+                          for k, g in enumerate(gts) if k != best and g[j, 2] > 0]  # fmt: skip
+                other += bool(others) and min(others) < d
+    labelled = kept + dropped
+    return {
+        "people": n_people,
+        "dropped": dropped / max(labelled, 1),
+        "err_median": float(np.median(errs)) if errs else float("nan"),
+        "within_1": within / max(kept, 1),
+        "other_person": other / max(kept, 1),
+        "oks_ge_50": oks_hits[50] / max(n_people, 1),
+        "oks_ge_75": oks_hits[75] / max(n_people, 1),
+        "unmatched_predictions": unmatched,
+    }

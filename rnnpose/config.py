@@ -48,6 +48,12 @@ class Profile:
     loop: int  # feedback-loop passes per person (paper: 2; table 5: 0, 2, 3)
     T: int  # within-image batch size of A-SGD (paper: 8; table 6)
     max_iterations: int  # hard cap on decoder iterations per image
+    # beyond the paper (off in ``paper``; see rnnpose.models.rmpp.Decoder): LSTM1 also reads
+    # the running max of the heatmaps emitted so far / G broadcast global-context channels /
+    # two coordinate channels
+    rmpp_emitted: bool = False
+    rmpp_context: int = 0
+    rmpp_coords: bool = False
     omega: float = OMEGA_DEFAULT  # stop threshold
     tau: float = TAU_DEFAULT  # joint threshold at decoding
     # --- schedules

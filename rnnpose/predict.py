@@ -37,7 +37,8 @@ class Prediction:
 class Predictor:
     """A trained run ready to predict: AE grouping or the RMPP decoder on AE features."""
 
-    def __init__(self, run_dir: PathLike, method: str | None = None, device: str = "cpu"):
+    def __init__(self, run_dir: PathLike, method: str | None = None, device: str = "cpu",
+                 checkpoint: str | None = None):  # fmt: skip
         self.run_dir = Path(run_dir)
         self.device = device
         config = RunDir(run_dir).read_config()
@@ -52,7 +53,9 @@ class Predictor:
         elif kind == "rmpp":
             from rnnpose.train.rmpp import load_rmpp
 
-            self.rmpp, self.ae, self.profile, self.options = load_rmpp(run_dir, device)
+            self.rmpp, self.ae, self.profile, self.options = load_rmpp(
+                run_dir, device, checkpoint=checkpoint
+            )
             self.method = method or "rmpp"
             if self.method not in ("ae", "rmpp"):
                 raise DataError(f"unknown method {method!r}; choose rmpp or ae")
@@ -111,9 +114,10 @@ def coco_results(people: list[dict[str, Any]], image_id: int) -> list[dict[str, 
 
 def predict_split(
     run_dir: PathLike, ann_file: PathLike, image_root: PathLike, *, method: str | None = None,
-    device: str = "cpu", quiet: bool = False, **predict_kw: Any,
+    device: str = "cpu", quiet: bool = False, checkpoint: str | None = None, **predict_kw: Any,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """COCO results of a run on every image of a COCO-format split.
+    """COCO results of a run on every image of a COCO-format split (an RMPP run's
+    ``checkpoint``: another weights file of the run than ``last.pt``, e.g. ``epoch_002.pt``).
 
     RMPP at a single scale without flip takes the fast path: the frozen AE's features of the
     split are extracted once per AE run (cached beside it, as for training) and the decoder
@@ -121,7 +125,7 @@ def predict_split(
     """
     from rnnpose.data.coco import load_coco, read_image
 
-    predictor = Predictor(run_dir, method=method, device=device)
+    predictor = Predictor(run_dir, method=method, device=device, checkpoint=checkpoint)
     plain = not predict_kw.get("flip") and tuple(predict_kw.get("scales", (1.0,))) == (1.0,)
     if predictor.method == "rmpp" and plain:
         return _rmpp_split(predictor, ann_file, image_root, quiet=quiet,

@@ -86,41 +86,94 @@ class FeatureNorm(nn.Module):
 
 
 class Decoder(nn.Module):
-    """LSTM1: features + fed-back heatmaps -> one person's J heatmaps and a stop logit."""
+    """LSTM1: features + fed-back heatmaps -> one person's J heatmaps and a stop logit.
 
-    def __init__(self, in_channels: int, joints: int, hidden: int, depth: int, loop: int):
+    Beyond the paper (switches, all off in the ``paper`` profile; the book labels them):
+
+    * ``emitted`` -- the input also holds the running maximum of the heatmaps of the persons
+      emitted so far (J channels): an explicit memory of what was already decoded, as the
+      "canvas" of recurrent instance segmentation (Ren & Zemel 2017);
+    * ``context`` -- ``context`` channels of global context: a linear map of the per-layer
+      spatial maxima of the hidden states (the stop head's input), broadcast over the map and
+      fed to the next pass, so that every pixel knows which person the decoder is drawing
+      (3x3 ConvLSTM layers alone see only a few pixels per pass);
+    * ``coords`` -- two coordinate channels (x, y in [-1, 1], CoordConv).
+
+    The recurrent state is the list of the ConvLSTM layers' ``(h, c)``, followed, with the
+    switches, by ``(E, E)`` (emitted heatmaps, [B,J,H,W]) and ``(g, g)`` (context, [B,G,1,1]):
+    pairs, so that the training and decoding loops detach, mask and re-index them with the rest.
+    """
+
+    def __init__(self, in_channels: int, joints: int, hidden: int, depth: int, loop: int,
+                 *, emitted: bool = False, context: int = 0, coords: bool = False):  # fmt: skip
         super().__init__()
         self.joints = joints
         self.loop = loop
-        self.lstm = ConvLSTM(in_channels + joints, halving(hidden, depth))
+        self.depth = depth
+        self.emitted = bool(emitted)
+        self.coords = bool(coords)
+        extra = joints * self.emitted + context + 2 * self.coords
+        self.lstm = ConvLSTM(in_channels + joints + extra, halving(hidden, depth))
         self.out = heatmap_head(self.lstm.hidden_sizes[-1], joints)
         self.stop = nn.Linear(sum(self.lstm.hidden_sizes), 1)
+        self.context = nn.Linear(sum(self.lstm.hidden_sizes), context) if context else None
 
     @property
     def passes(self) -> int:
         """Passes per person: ``loop`` (0 = no loop = one pass with the uniform input)."""
         return max(1, self.loop)
 
+    def _extras(self, feat: torch.Tensor, states: list[State] | None) -> list[torch.Tensor]:
+        """The switched-on extra inputs, read from the state (zeros before the first step)."""
+        b, _, h, w = feat.shape
+        out = []
+        k = self.depth
+        if self.emitted:
+            out.append(feat.new_zeros(b, self.joints, h, w) if states is None else states[k][0])
+            k += 1
+        if self.context is not None:
+            g = (feat.new_zeros(b, self.context.out_features, 1, 1) if states is None
+                 else states[k][0])  # fmt: skip
+            out.append(g.to(feat.dtype).expand(-1, -1, h, w))
+        if self.coords:
+            ys = torch.linspace(-1.0, 1.0, h, device=feat.device, dtype=feat.dtype)
+            xs = torch.linspace(-1.0, 1.0, w, device=feat.device, dtype=feat.dtype)
+            grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # [2,H,W]: x then y
+            out.append(grid.expand(b, -1, -1, -1))
+        return out
+
     def step(
         self, feat: torch.Tensor, heatmaps: torch.Tensor, states: list[State] | None
     ) -> tuple[torch.Tensor, torch.Tensor, list[State]]:
         """One ConvLSTM pass: ``(heatmaps [B,J,H,W], stop logit [B], states)``."""
-        states = self.lstm(torch.cat([feat, heatmaps.to(feat.dtype)], dim=1), states)
-        out = self.out(states[-1][0])
-        pooled = torch.cat([h.amax(dim=(2, 3)) for h, _ in states], dim=1)
-        return out, self.stop(pooled).squeeze(1), states
+        x = torch.cat([feat, heatmaps.to(feat.dtype), *self._extras(feat, states)], dim=1)
+        new = self.lstm(x, None if states is None else states[: self.depth])
+        out = self.out(new[-1][0])
+        pooled = torch.cat([h.amax(dim=(2, 3)) for h, _ in new], dim=1)
+        state = list(new)
+        if self.emitted:
+            e = feat.new_zeros(out.shape) if states is None else states[self.depth][0]
+            state.append((e, e))
+        if self.context is not None:
+            g = self.context(pooled)[:, :, None, None]
+            state.append((g, g))
+        return out, self.stop(pooled).squeeze(1), state
 
     def forward(
         self, feat: torch.Tensor, states: list[State] | None, init: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, list[State]]:
         """One person (iteration ``t``): ``loop`` passes, each fed the previous output.
 
-        Returns the last pass's heatmaps, its stop logit (p_t = sigmoid(logit)) and the state.
+        Returns the last pass's heatmaps, its stop logit (p_t = sigmoid(logit)) and the state
+        (with ``emitted``, the person's heatmaps are added to the emitted maximum).
         """
         hm = init
         logit = None
         for _ in range(self.passes):
             hm, logit, states = self.step(feat, hm, states)
+        if self.emitted:
+            e = torch.maximum(states[self.depth][0], hm.clamp(0.0, 1.0).to(feat.dtype))
+            states[self.depth] = (e, e)
         return hm, logit, states
 
 
@@ -203,7 +256,9 @@ class RMPP(nn.Module):
         c, j = profile.rmpp_in_channels, profile.num_joints
         self.joints = j
         self.norm = FeatureNorm(c)
-        self.lstm1 = Decoder(c, j, profile.lstm1_hidden, profile.lstm1_depth, profile.loop)
+        self.lstm1 = Decoder(c, j, profile.lstm1_hidden, profile.lstm1_depth, profile.loop,
+                             emitted=profile.rmpp_emitted, context=profile.rmpp_context,
+                             coords=profile.rmpp_coords)  # fmt: skip
         self.lstm2 = (
             Refiner(c, j, profile.lstm2_hidden, profile.lstm2_depth) if use_lstm2 else None
         )

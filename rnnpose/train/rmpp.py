@@ -292,9 +292,11 @@ def train_rmpp(
 
 
 def load_rmpp(
-    run_dir: PathLike, device: str | torch.device = "cpu", *, with_ae: bool = True
+    run_dir: PathLike, device: str | torch.device = "cpu", *, with_ae: bool = True,
+    checkpoint: str | None = None,
 ) -> tuple[RMPP, torch.nn.Module | None, Profile, dict[str, Any]]:
-    """``(model, ae_model, profile, options)`` of a trained run (eval mode, newest weights)."""
+    """``(model, ae_model, profile, options)`` of a trained run (eval mode); the newest weights
+    (``last.pt``) unless ``checkpoint`` names another file of the run (e.g. ``epoch_002.pt``)."""
     run = RunDir(run_dir)
     config = run.read_config()
     if config.get("method") != "rmpp":
@@ -306,8 +308,9 @@ def load_rmpp(
         raise DataError(f"{run.config_path}: bad config ({exc})") from None
     dev = _device(device)
     model = RMPP(profile, use_lstm2=bool(options["use_lstm2"]))
-    payload = load_checkpoint(run.last, map_location=dev)
-    restore_training_state(payload, model, rng=False, source=run.last)
+    weights = run.path / checkpoint if checkpoint else run.last
+    payload = load_checkpoint(weights, map_location=dev)
+    restore_training_state(payload, model, rng=False, source=weights)
     ae_model = None
     if with_ae and config.get("ae_run"):
         from rnnpose.train.ae import load_ae

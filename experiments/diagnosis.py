@@ -1,0 +1,186 @@
+"""Why does the RMPP decoder trail AE's grouping? Training runs of the diagnosis (issue 16).
+
+Each named setting below is one RMPP training run on a FIXED frozen AE network (the `cpu`
+profile's, trained once by ``ae``), evaluated after the epochs asked for on both synthetic
+splits. One JSON file per (setting, seed) is written to ``experiments/results/`` and read by the
+book's diagnosis chapter; the runs themselves live under ``--root`` (not in the repository).
+
+    python experiments/diagnosis.py ae --seed 0                 # the frozen AE (cpu profile)
+    python experiments/diagnosis.py run b1-400 --seed 0         # one setting
+    python experiments/diagnosis.py list                        # the registry
+    python experiments/diagnosis.py table                       # every results file, one line each
+
+Budgets are stated per setting: training images x epochs, Adam steps, wall time, threads, CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rnnpose.analysis import count_errors  # noqa: E402
+from rnnpose.config import get_profile  # noqa: E402
+from rnnpose.evaluate import evaluate_keypoints  # noqa: E402
+from rnnpose.experiments import Experiment  # noqa: E402
+from rnnpose.io import atomic_write_json, env_stamp  # noqa: E402
+from rnnpose.predict import predict_split  # noqa: E402
+from rnnpose.train.common import RunDir  # noqa: E402
+
+RESULTS = ROOT / "experiments" / "results"
+
+#: setting -> what changes against the `cpu` profile's main run. ``profile``: profile fields;
+#: ``options``: `rnnpose train rmpp` options; ``images``: the first N training images (None: all).
+SETTINGS: dict[str, dict[str, Any]] = {
+    # (b) optimiser steps: lock-step batch size
+    "b8-400": {"desc": "cpu profile as it was (lock-step batch 8), 400 images",
+               "options": {"batch_size": 8}, "images": 400, "epochs": 3},
+    "b1-400": {"desc": "batch 1 (the paper's), 400 images",
+               "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    # (c) width: LSTM1 68 -> 34 -> 17, LSTM2 34 -> 17 (every last layer keeps J = 17 channels)
+    "b1w-400": {"desc": "batch 1, LSTM1 68-34-17 and LSTM2 34-17, 400 images",
+                "profile": {"lstm1_hidden": 68, "lstm2_hidden": 34},
+                "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    # (d) aids for picking ONE person (beyond the paper)
+    "b1-emit-400": {"desc": "batch 1 + emitted-heatmap memory input (beyond the paper), 400",
+                    "profile": {"rmpp_emitted": True},
+                    "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    "b1-ctx-400": {"desc": "batch 1 + 8 global-context channels (beyond the paper), 400",
+                   "profile": {"rmpp_context": 8},
+                   "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    "b1-xy-400": {"desc": "batch 1 + coordinate channels (beyond the paper), 400 images",
+                  "profile": {"rmpp_coords": True},
+                  "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+}  # fmt: skip
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def ae_dir(root: Path, seed: int) -> Path:
+    return root / f"ae-s{seed}"
+
+
+def split_metrics(run: Path, exp: Experiment, split: str, method: str | None = None,
+                  checkpoint: str | None = None) -> dict[str, Any]:  # fmt: skip
+    sp = exp.split(split)
+    results = predict_split(run, sp.ann_file, sp.image_root, method=method, quiet=True,
+                            checkpoint=checkpoint)  # fmt: skip
+    m = evaluate_keypoints(sp.ann_file, results)
+    errs = count_errors(sp.ann_file, results, 0.1 if method == "ae" else 0.0)
+    n = sum(errs.values())
+    return {"AP": m["AP"], "AP50": m["AP50"], "AP75": m["AP75"], "AR": m["AR"],
+            "count_exact": errs.get(0, 0) / n, "count_over": sum(v for k, v in errs.items()
+                                                                 if k > 0) / n,
+            "count_under": sum(v for k, v in errs.items() if k < 0) / n}  # fmt: skip
+
+
+def train_ae_run(args: argparse.Namespace) -> None:
+    from rnnpose.train.ae import train_ae
+
+    exp = Experiment("cpu", artifacts=args.root / "artifacts", quiet=True)
+    tr = exp.split("train")
+    out = ae_dir(args.root, args.seed)
+    t0 = time.perf_counter()
+    train_ae("cpu", None, out, seed=args.seed, quiet=True, ann_file=tr.ann_file,
+             image_root=tr.image_root, resume=(out / "last.pt").exists())  # fmt: skip
+    record = {"setting": "ae", "seed": args.seed, "train_seconds": time.perf_counter() - t0,
+              "splits": {s: split_metrics(out, exp, s, "ae") for s in ("sparse", "occluded")},
+              "threads": torch.get_num_threads(), "cpu": cpu_name(),
+              "env": env_stamp("cpu")}  # fmt: skip
+    atomic_write_json(RESULTS / f"ae-s{args.seed}.json", record)
+    print(json.dumps(record["splits"]))
+
+
+def run_setting(args: argparse.Namespace) -> None:
+    from rnnpose.train.rmpp import train_rmpp
+
+    spec = SETTINGS[args.name]
+    exp = Experiment("cpu", artifacts=args.root / "artifacts", quiet=True)
+    tr = exp.split("train")
+    ae = ae_dir(args.root, args.ae_seed)
+    prof = get_profile("cpu", **spec.get("profile", {}))
+    epochs = int(args.epochs or spec["epochs"])
+    prof = prof.replace(rmpp_epochs=epochs, rmpp_lr_drop_epoch=spec.get("lr_drop", epochs))
+    out = args.root / "runs" / f"{args.name}-s{args.seed}"
+    t0 = time.perf_counter()
+    train_rmpp(prof, ae, None, out, seed=args.seed, quiet=True, ann_file=tr.ann_file,
+               image_root=tr.image_root, resume=(out / "last.pt").exists(),
+               max_images=spec.get("images"), **spec.get("options", {}))  # fmt: skip
+    wall = time.perf_counter() - t0
+    log = RunDir(out).read_log()
+    curve = []
+    every = set(range(1, epochs + 1)) if args.curve else {epochs}
+    for rec in log:
+        if rec["epoch"] not in every:
+            continue
+        ck = f"epoch_{rec['epoch']:03d}.pt"
+        curve.append({"epoch": rec["epoch"], "step": rec["step"], "loss": rec["total"],
+                      "train_count_exact": rec["count_exact"],
+                      "images_per_s": rec["images_per_s"],
+                      "splits": {s: split_metrics(out, exp, s, checkpoint=ck)
+                                 for s in ("sparse", "occluded")}})  # fmt: skip
+        print(rec["epoch"], {s: round(v["AP"], 1) for s, v in curve[-1]["splits"].items()},
+              flush=True)
+    images = min(spec.get("images") or prof.n_train, prof.n_train)
+    record = {"setting": args.name, "desc": spec["desc"], "seed": args.seed,
+              "ae_seed": args.ae_seed, "profile_changes": spec.get("profile", {}),
+              "options": spec.get("options", {}), "images": images, "epochs": epochs,
+              "adam_steps": log[-1]["step"], "train_seconds": wall,
+              "seconds_per_epoch": [round(1 / r["images_per_s"] * images, 1) for r in log],
+              "curve": curve, "final": curve[-1]["splits"],
+              "threads": torch.get_num_threads(), "cpu": cpu_name(),
+              "env": env_stamp("cpu")}  # fmt: skip
+    atomic_write_json(RESULTS / f"{args.name}-s{args.seed}.json", record)
+
+
+def table(_: argparse.Namespace) -> None:
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        fin = r.get("final") or r.get("splits")
+        cells = "  ".join(f"{s[:3]} {v['AP']:5.1f} ({v['AP50']:4.1f}/{v['AP75']:4.1f}) "
+                          f"n={v['count_exact']:.2f}" for s, v in fin.items())  # fmt: skip
+        print(f"{path.stem:28s} {r.get('train_seconds', 0):6.0f}s  {cells}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["ae", "run", "list", "table"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ae-seed", type=int, default=0)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--curve", action="store_true", help="evaluate after every epoch")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--root", type=Path, default=Path("/work/exp"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.what == "list":
+        for k, v in SETTINGS.items():
+            print(f"{k:20s} {v['desc']}")
+    elif args.what == "table":
+        table(args)
+    elif args.what == "ae":
+        train_ae_run(args)
+    else:
+        run_setting(args)
+
+
+if __name__ == "__main__":
+    main()
