@@ -37,6 +37,8 @@ from rnnpose.predict import predict_split  # noqa: E402
 from rnnpose.train.common import RunDir  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
+#: ``val`` (held-out images drawn like ``train``) chooses settings; the other two are reported
+SPLITS = ("val", "sparse", "occluded")
 
 #: setting -> what changes against the `cpu` profile's main run. ``profile``: profile fields;
 #: ``options``: `rnnpose train rmpp` options; ``images``: the first N training images (None: all).
@@ -63,6 +65,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+#: AE variants for the fair-baseline question (``ae --variant``): profile fields changed.
+AE_VARIANTS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "tw05": {"ae_tag_weight_late": 0.05, "ae_tag_late_epoch": 11},  # stronger push/pull late
+    "e30": {"ae_epochs": 30, "ae_lr_drop_epoch": 26},  # 1.5x the training
+}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -73,8 +83,8 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def ae_dir(root: Path, seed: int) -> Path:
-    return root / f"ae-s{seed}"
+def ae_dir(root: Path, seed: int, variant: str = "cpu") -> Path:
+    return root / (f"ae-s{seed}" if variant == "cpu" else f"ae-{variant}-s{seed}")
 
 
 def split_metrics(run: Path, exp: Experiment, split: str, method: str | None = None,
@@ -96,16 +106,68 @@ def train_ae_run(args: argparse.Namespace) -> None:
 
     exp = Experiment("cpu", artifacts=args.root / "artifacts", quiet=True)
     tr = exp.split("train")
-    out = ae_dir(args.root, args.seed)
+    out = ae_dir(args.root, args.seed, args.variant)
+    prof = get_profile("cpu", **AE_VARIANTS[args.variant])
     t0 = time.perf_counter()
-    train_ae("cpu", None, out, seed=args.seed, quiet=True, ann_file=tr.ann_file,
+    train_ae(prof, None, out, seed=args.seed, quiet=True, ann_file=tr.ann_file,
              image_root=tr.image_root, resume=(out / "last.pt").exists())  # fmt: skip
-    record = {"setting": "ae", "seed": args.seed, "train_seconds": time.perf_counter() - t0,
-              "splits": {s: split_metrics(out, exp, s, "ae") for s in ("sparse", "occluded")},
+    record = {"setting": "ae", "variant": args.variant, "changes": AE_VARIANTS[args.variant],
+              "seed": args.seed, "train_seconds": time.perf_counter() - t0,
+              "splits": {s: split_metrics(out, exp, s, "ae") for s in SPLITS},
               "threads": torch.get_num_threads(), "cpu": cpu_name(),
               "env": env_stamp("cpu")}  # fmt: skip
-    atomic_write_json(RESULTS / f"ae-s{args.seed}.json", record)
+    atomic_write_json(RESULTS / f"{out.name}.json", record)
     print(json.dumps(record["splits"]))
+
+
+def eval_ae(args: argparse.Namespace) -> None:
+    """AE's grouping next to the same heatmaps grouped by the ground truth, and its tag quality
+    (the fair-baseline question of issue 16), per split; written to ``ae-sSEED-eval.json``."""
+    from rnnpose.analysis import joint_errors, oracle_results, tag_quality
+
+    exp = Experiment("cpu", artifacts=args.root / "artifacts", quiet=True)
+    ae = args.run or ae_dir(args.root, args.seed, args.variant)
+    record: dict[str, Any] = {"run": str(ae), "seed": args.seed, "splits": {}}
+    for split in SPLITS:
+        sp = exp.split(split)
+        ann = sp.ann_file
+        ora = oracle_results(ae, ann, sp.image_root, quiet=True)
+        res = predict_split(ae, ann, sp.image_root, method="ae", quiet=True)
+        record["splits"][split] = {
+            "ae": evaluate_keypoints(ann, res), "oracle": evaluate_keypoints(ann, ora),
+            "tags": tag_quality(ae, ann, sp.image_root),
+            "ae_joints": joint_errors(ann, res, unit=4.0),
+        }  # fmt: skip
+        print(split, json.dumps(record["splits"][split]), flush=True)
+    name = args.name or ae.name
+    atomic_write_json(RESULTS / f"{name}-eval.json", record)
+
+
+def grid_ae(args: argparse.Namespace) -> None:
+    """AE's grouping thresholds chosen on ``val`` (tag threshold x detection threshold), then the
+    chosen pair on the reported splits; written to ``ae-sSEED-grid.json``."""
+    exp = Experiment("cpu", artifacts=args.root / "artifacts", quiet=True)
+    ae = args.run or ae_dir(args.root, args.seed, args.variant)
+    val = exp.split("val")
+    grid = []
+    for tag_t in (0.5, 1.0, 1.5, 2.0):
+        for det_t in (0.05, 0.1, 0.2):
+            res = predict_split(ae, val.ann_file, val.image_root, method="ae", quiet=True,
+                                tag_threshold=tag_t, detection_threshold=det_t)  # fmt: skip
+            m = evaluate_keypoints(val.ann_file, res)
+            grid.append({"tag_threshold": tag_t, "detection_threshold": det_t, "val_AP": m["AP"]})
+            print(grid[-1], flush=True)
+    best = max(grid, key=lambda g: g["val_AP"])
+    kw = {k: best[k] for k in ("tag_threshold", "detection_threshold")}
+    chosen = {}
+    for split in ("sparse", "occluded"):
+        sp = exp.split(split)
+        res = predict_split(ae, sp.ann_file, sp.image_root, method="ae", quiet=True, **kw)
+        chosen[split] = evaluate_keypoints(sp.ann_file, res)
+    name = args.name or ae.name
+    atomic_write_json(RESULTS / f"{name}-grid.json", {"run": str(ae), "grid": grid,
+                                                      "chosen": kw, "splits": chosen})  # fmt: skip
+    print(kw, json.dumps(chosen))
 
 
 def run_setting(args: argparse.Namespace) -> None:
@@ -120,9 +182,17 @@ def run_setting(args: argparse.Namespace) -> None:
     prof = prof.replace(rmpp_epochs=epochs, rmpp_lr_drop_epoch=spec.get("lr_drop", epochs))
     out = args.root / "runs" / f"{args.name}-s{args.seed}"
     t0 = time.perf_counter()
-    train_rmpp(prof, ae, None, out, seed=args.seed, quiet=True, ann_file=tr.ann_file,
-               image_root=tr.image_root, resume=(out / "last.pt").exists(),
-               max_images=spec.get("images"), **spec.get("options", {}))  # fmt: skip
+    kwargs = dict(profile=prof, ae_run=ae, data_dir=None, out_dir=out, seed=args.seed,
+                  quiet=True, ann_file=tr.ann_file, image_root=tr.image_root,
+                  resume=(out / "last.pt").exists(), max_images=spec.get("images"),
+                  **spec.get("options", {}))  # fmt: skip
+    procs = int(spec.get("procs", 1))
+    if procs > 1:  # torchrun's layout from Python: the batch split over one-thread processes
+        from rnnpose.train.accel import run_processes
+
+        run_processes(train_rmpp, procs, threads=1, **kwargs)
+    else:
+        train_rmpp(**kwargs)
     wall = time.perf_counter() - t0
     log = RunDir(out).read_log()
     curve = []
@@ -135,13 +205,14 @@ def run_setting(args: argparse.Namespace) -> None:
                       "train_count_exact": rec["count_exact"],
                       "images_per_s": rec["images_per_s"],
                       "splits": {s: split_metrics(out, exp, s, checkpoint=ck)
-                                 for s in ("sparse", "occluded")}})  # fmt: skip
+                                 for s in SPLITS}})  # fmt: skip
         print(rec["epoch"], {s: round(v["AP"], 1) for s, v in curve[-1]["splits"].items()},
               flush=True)
     images = min(spec.get("images") or prof.n_train, prof.n_train)
     record = {"setting": args.name, "desc": spec["desc"], "seed": args.seed,
               "ae_seed": args.ae_seed, "profile_changes": spec.get("profile", {}),
-              "options": spec.get("options", {}), "images": images, "epochs": epochs,
+              "options": spec.get("options", {}), "procs": procs, "images": images,
+              "epochs": epochs,
               "adam_steps": log[-1]["step"], "train_seconds": wall,
               "seconds_per_epoch": [round(1 / r["images_per_s"] * images, 1) for r in log],
               "curve": curve, "final": curve[-1]["splits"],
@@ -161,7 +232,7 @@ def table(_: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["ae", "run", "list", "table"])
+    p.add_argument("what", choices=["ae", "ae-eval", "ae-grid", "run", "list", "table"])
     p.add_argument("name", nargs="?")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ae-seed", type=int, default=0)
@@ -169,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--curve", action="store_true", help="evaluate after every epoch")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--root", type=Path, default=Path("/work/exp"))
+    p.add_argument("--run", type=Path, help="ae-eval, ae-grid: another AE run folder")
+    p.add_argument("--variant", default="cpu", choices=sorted(AE_VARIANTS), help="ae: AE variant")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.what == "list":
@@ -178,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         table(args)
     elif args.what == "ae":
         train_ae_run(args)
+    elif args.what == "ae-eval":
+        eval_ae(args)
+    elif args.what == "ae-grid":
+        grid_ae(args)
     else:
         run_setting(args)
 

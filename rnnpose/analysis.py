@@ -4,6 +4,7 @@ counts per image. Kept here so that notebooks stay walkthroughs."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,8 +94,6 @@ def oracle_results(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """COCO results of :func:`oracle_grouping` on every image of a split (AE's single-scale
     heatmaps of the run ``run_dir``; person score = mean detection value of its joints)."""
-    from pathlib import Path
-
     from rnnpose.data.coco import load_coco, read_image
     from rnnpose.data.transforms import apply_affine
     from rnnpose.inference import people_to_results
@@ -197,4 +196,60 @@ def joint_errors(
         "oks_ge_50": oks_hits[50] / max(n_people, 1),
         "oks_ge_75": oks_hits[75] / max(n_people, 1),
         "unmatched_predictions": unmatched,
+    }
+
+
+def tag_quality(
+    run_dir: PathLike, ann_file: PathLike, image_root: PathLike, *, device: str = "cpu",
+    quiet: bool = True,
+) -> dict[str, float]:  # fmt: skip
+    """How well AE's tags separate people (section 2.1), read at the annotated joints.
+
+    For every annotated person of every image: the tags of its labelled joints (AE's
+    single-scale tag maps at the joint's nearest heatmap pixel) and their mean. Returns the
+    median within-person deviation (joint tag to own mean), the median distance between two
+    people's means in the same image, the fraction of such pairs closer than AE's tag threshold
+    (1.0: the grouping cannot tell them apart), and the fraction of joints whose tag is nearer to
+    their own person's mean than to every other person's (``joint_own_nearest``; 1 = perfect).
+    """
+    from rnnpose.data.coco import load_coco, read_image
+    from rnnpose.data.transforms import apply_affine
+    from rnnpose.predict import Predictor
+    from rnnpose.train.common import progress
+
+    predictor = Predictor(run_dir, method="ae", device=device)
+    coco = load_coco(ann_file)
+    within: list[float] = []
+    between: list[float] = []
+    own = total = 0
+    for image_id in progress(sorted(coco.imgs), quiet=quiet, desc="tag quality"):
+        anns = [a for a in coco.imgToAnns.get(image_id, []) if a.get("num_keypoints", 0) > 0]
+        if not anns:
+            continue
+        maps = predictor.predict(read_image(Path(image_root) / coco.imgs[image_id]["file_name"])
+                                 ).maps  # fmt: skip
+        m = maps.heatmaps.shape[-1]
+        gt = np.array([a["keypoints"] for a in anns], dtype=float).reshape(-1, 17, 3)
+        xy = np.rint(apply_affine(gt[..., :2], maps.to_heatmap)).astype(int)
+        ok = (gt[..., 2] > 0) & (xy >= 0).all(-1) & (xy < m).all(-1)
+        people = []
+        for p in range(len(gt)):
+            js = np.flatnonzero(ok[p])
+            if len(js):
+                people.append(maps.tags[js, xy[p, js, 1], xy[p, js, 0]])  # [k, L]
+        means = [t.mean(0) for t in people]
+        for p, t in enumerate(people):
+            within.extend(np.linalg.norm(t - means[p], axis=1).tolist())
+            d = np.stack([np.linalg.norm(t - mu, axis=1) for mu in means], 1)  # [k, people]
+            own += int((d.argmin(1) == p).sum()) if len(means) > 1 else len(t)
+            total += len(t)
+        for p in range(len(means)):
+            for q in range(p + 1, len(means)):
+                between.append(float(np.linalg.norm(means[p] - means[q])))
+    between_a = np.asarray(between)
+    return {
+        "within_median": float(np.median(within)) if within else float("nan"),
+        "between_median": float(np.median(between_a)) if between else float("nan"),
+        "pairs_below_1": float((between_a < 1.0).mean()) if between else float("nan"),
+        "joint_own_nearest": own / max(total, 1),
     }

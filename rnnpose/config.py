@@ -65,6 +65,9 @@ class Profile:
     # 1e-3 the tags stay at one value for their few hundred steps; with 0.1 separating them
     # spoils the heatmaps (measured: rnnpose/train/ae.py, book chapter 2).
     ae_tag_weight: float = 1e-3
+    # beyond AE: push/pull weight from epoch ``ae_tag_late_epoch`` (1-based) on; 0: never
+    ae_tag_weight_late: float = 0.0
+    ae_tag_late_epoch: int = 0
     rmpp_epochs: int = 1
     rmpp_lr: float = 1e-4
     rmpp_lr_drop_epoch: int = 4  # lr x 0.1 from this epoch on (paper: epoch 4)

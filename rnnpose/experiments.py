@@ -106,7 +106,8 @@ class Experiment:
 
     # ------------------------------------------------------------------ data
     def split(self, name: str) -> Split:
-        """A split by name: ``train``, ``sparse`` (COCO-like), ``occluded`` (OCHuman-like)."""
+        """A split by name: ``train``, ``sparse`` (COCO-like), ``occluded`` (OCHuman-like),
+        ``val`` (synthetic only: held-out images drawn like ``train``, for choosing settings)."""
         if self.data_root is not None:
             if name not in REAL_LAYOUT:
                 raise DataError(f"{self.data_root}: no real-data split called {name!r}")
@@ -122,7 +123,9 @@ class Experiment:
         presets = {"train": ("train", prof.n_train, self.seed),
                    "sparse": ("sparse", prof.n_eval, self.seed + 1000),
                    "occluded": ("occluded", prof.n_eval, self.seed + 2000),
-                   "occluded_test": ("occluded", prof.n_eval, self.seed + 3000)}  # fmt: skip
+                   "occluded_test": ("occluded", prof.n_eval, self.seed + 3000),
+                   # held-out images of the training distribution, to choose settings on
+                   "val": ("train", prof.n_eval, self.seed + 4000)}  # fmt: skip
         if name not in presets:
             raise DataError(f"no synthetic split called {name!r}; choose from {list(presets)}")
         preset, num, seed = presets[name]

@@ -107,6 +107,16 @@ def loss_weights(profile: Profile, tag_weight: float | None = None) -> dict[str,
     return {"push_weight": push, "pull_weight": pull}
 
 
+def epoch_loss_weights(profile: Profile, weights: dict[str, float], epoch: int) -> dict[str, float]:
+    """The push/pull weights of epoch ``epoch`` (1-based): ``weights`` until
+    ``profile.ae_tag_late_epoch``, ``profile.ae_tag_weight_late`` for both from then on."""
+    late = profile.ae_tag_late_epoch
+    if late and epoch >= late:
+        return {**weights, "push_weight": profile.ae_tag_weight_late,
+                "pull_weight": profile.ae_tag_weight_late}  # fmt: skip
+    return weights
+
+
 def _device(device: str | torch.device) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -225,7 +235,8 @@ def train_ae(
                 out = net(batch["image"].to(dev).contiguous(memory_format=fmt))
             if use_amp:
                 out = type(out)(*(o.float() for o in out))
-            losses = ae_loss(out, heat.to(dev), batch["mask"].to(dev), idx.to(dev), **weights)
+            losses = ae_loss(out, heat.to(dev), batch["mask"].to(dev), idx.to(dev),
+                             **epoch_loss_weights(profile, weights, epoch + 1))  # fmt: skip
             total = losses["total"].detach()
             if dist_info.distributed:  # every rank stops together: none waits in backward()
                 total = torch.tensor(all_reduce_sum([total.item()], dist_info, dev)[0])
