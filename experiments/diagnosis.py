@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rnnpose.analysis import count_errors  # noqa: E402
+from rnnpose.analysis import count_errors, joint_errors  # noqa: E402
 from rnnpose.config import get_profile  # noqa: E402
 from rnnpose.evaluate import evaluate_keypoints  # noqa: E402
 from rnnpose.experiments import Experiment  # noqa: E402
@@ -95,10 +95,12 @@ def split_metrics(run: Path, exp: Experiment, split: str, method: str | None = N
     m = evaluate_keypoints(sp.ann_file, results)
     errs = count_errors(sp.ann_file, results, 0.1 if method == "ae" else 0.0)
     n = sum(errs.values())
+    joints = joint_errors(sp.ann_file, results, unit=float(exp.profile.stride))
     return {"AP": m["AP"], "AP50": m["AP50"], "AP75": m["AP75"], "AR": m["AR"],
             "count_exact": errs.get(0, 0) / n, "count_over": sum(v for k, v in errs.items()
                                                                  if k > 0) / n,
-            "count_under": sum(v for k, v in errs.items() if k < 0) / n}  # fmt: skip
+            "count_under": sum(v for k, v in errs.items() if k < 0) / n,
+            "joints": joints}  # fmt: skip
 
 
 def train_ae_run(args: argparse.Namespace) -> None:
@@ -123,7 +125,7 @@ def train_ae_run(args: argparse.Namespace) -> None:
 def eval_ae(args: argparse.Namespace) -> None:
     """AE's grouping next to the same heatmaps grouped by the ground truth, and its tag quality
     (the fair-baseline question of issue 16), per split; written to ``ae-sSEED-eval.json``."""
-    from rnnpose.analysis import joint_errors, oracle_results, tag_quality
+    from rnnpose.analysis import oracle_results, tag_quality
 
     exp = Experiment("cpu", artifacts=args.root / "artifacts", quiet=True)
     ae = args.run or ae_dir(args.root, args.seed, args.variant)
