@@ -62,6 +62,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "b1-xy-400": {"desc": "batch 1 + coordinate channels (beyond the paper), 400 images",
                   "profile": {"rmpp_coords": True},
                   "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    "b1-tags-400": {"desc": "batch 1 + AE's last-stack tags as input (beyond the paper), 400",
+                    "profile": {"rmpp_input": "features+tags"},
+                    "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    "b1-ce-400": {"desc": "batch 1 + global context + emitted memory (beyond the paper), 400",
+                  "profile": {"rmpp_context": 8, "rmpp_emitted": True},
+                  "options": {"batch_size": 1}, "images": 400, "epochs": 3},
 }  # fmt: skip
 
 

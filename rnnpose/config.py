@@ -51,6 +51,7 @@ class Profile:
     # beyond the paper (off in ``paper``; see rnnpose.models.rmpp.Decoder): LSTM1 also reads
     # the running max of the heatmaps emitted so far / G broadcast global-context channels /
     # two coordinate channels
+    rmpp_input: str = "features"  # "features" (paper) | "features+tags" | "features+maps"
     rmpp_emitted: bool = False
     rmpp_context: int = 0
     rmpp_coords: bool = False
@@ -114,8 +115,11 @@ class Profile:
 
     @property
     def rmpp_in_channels(self) -> int:
-        """Decoder input: the f features of every stack (paper: 4 * 34 = 136)."""
-        return self.nstack * self.feat_channels
+        """Decoder input: the f features of every stack (paper: 4 * 34 = 136); beyond the
+        paper, ``rmpp_input`` adds the last stack's tags (J * tag_dim) or heatmaps and tags."""
+        extra = {"features": 0, "features+tags": NUM_JOINTS * self.tag_dim,
+                 "features+maps": NUM_JOINTS * (1 + self.tag_dim)}[self.rmpp_input]  # fmt: skip
+        return self.nstack * self.feat_channels + extra
 
 
 PROFILES: dict[str, Profile] = {

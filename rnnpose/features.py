@@ -58,10 +58,14 @@ def file_digest(path: PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(ae_checkpoint: PathLike, data_path: PathLike, profile: Profile) -> str:
-    """AE checkpoint hash + dataset path + profile digest (+ cache version)."""
-    blob = "|".join([file_digest(ae_checkpoint), str(Path(data_path).resolve()),
-                     profile.digest(), str(CACHE_VERSION)])  # fmt: skip
+def cache_key(
+    ae_checkpoint: PathLike, data_path: PathLike, profile: Profile, inputs: str = "features"
+) -> str:
+    """AE checkpoint hash + dataset path + profile digest (+ the decoder's inputs, cache
+    version)."""
+    parts = [file_digest(ae_checkpoint), str(Path(data_path).resolve()), profile.digest(),
+             str(CACHE_VERSION)] + ([inputs] if inputs != "features" else [])  # fmt: skip
+    blob = "|".join(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -88,10 +92,11 @@ class ChannelStats:
         return mean.float(), var.float()
 
 
-def _default_features(ae_model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def _default_features(ae_model: nn.Module, images: torch.Tensor,
+                      inputs: str = "features") -> torch.Tensor:  # fmt: skip
     from rnnpose.models.hourglass import rmpp_features
 
-    return rmpp_features(ae_model(images))
+    return rmpp_features(ae_model(images), inputs)
 
 
 @torch.no_grad()
@@ -103,7 +108,8 @@ def extract_features(
     *,
     cache_file: PathLike | None = None,
     quiet: bool = True,
-    features_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _default_features,
+    features_fn: Callable[..., torch.Tensor] = _default_features,
+    inputs: str = "features",
 ) -> FeatureSet:
     """Run the frozen AE over every sample of ``dataset`` (dicts with ``image``, ``keypoints``,
     ``image_id``), or load ``cache_file`` when it exists; the result is written there atomically.
@@ -123,7 +129,8 @@ def extract_features(
     for start in bar:
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         images = torch.stack([s["image"] for s in samples]).to(device)
-        f = features_fn(ae_model, images).float()
+        f = (features_fn(ae_model, images, inputs) if inputs != "features"
+             else features_fn(ae_model, images)).float()  # fmt: skip
         stats.update(f)
         feats.append(f.half().cpu())
         kps.extend(s["keypoints"].float().cpu() for s in samples)

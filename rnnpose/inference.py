@@ -118,7 +118,7 @@ def ae_maps(
         hm = out.heatmaps[:, -1].float()  # last stack, as AE
         tg = tags_per_joint(out.tags[:, -1], tag_dim).float()  # [V,17,L,m,m]
         if k == 0:
-            features = rmpp_features(out)[0].float().cpu().numpy()
+            features = rmpp_features(out, profile.rmpp_input)[0].float().cpu().numpy()
         if flip:
             idx = torch.tensor(FLIP_INDEX, device=hm.device)
             hm = torch.cat([hm[:1], hm[1:, idx].flip(-1)])

@@ -152,10 +152,10 @@ def _rmpp_split(
     ae_run = Path(RunDir(predictor.run_dir).read_config()["ae_run"])
     dataset = CocoPoseDataset(ann_file, image_root, prof.input_size, prof.output_size,
                               train=False, max_people=prof.max_people)  # fmt: skip
-    key = cache_key(RunDir(ae_run).last, ann_file, predictor.profile)
+    key = cache_key(RunDir(ae_run).last, ann_file, predictor.profile, prof.rmpp_input)
     feats = extract_features(predictor.ae, dataset, batch_size=prof.ae_batch_size,
                              device=predictor.device, cache_file=ae_run / "rmpp_features" /
-                             f"{key}.pt", quiet=quiet)  # fmt: skip
+                             f"{key}.pt", quiet=quiet, inputs=prof.rmpp_input)  # fmt: skip
     results: list[dict[str, Any]] = []
     n = len(feats)
     bar = progress(range(0, n, batch_size), quiet=quiet, desc="decode (rmpp)", unit="batch")

@@ -139,10 +139,23 @@ class PoseNet(nn.Module):
         return self.split(self.forward_raw(images))
 
 
-def rmpp_features(out: AEOutput) -> torch.Tensor:
-    """The f feature maps of all stacks concatenated: [B, nstack*f, M, M] (section 3.3)."""
+#: What the decoder may read (``Profile.rmpp_input``): the paper's features, or beyond the
+#: paper the features plus the last stack's tags, or plus its heatmaps and tags.
+RMPP_INPUTS: tuple[str, ...] = ("features", "features+tags", "features+maps")
+
+
+def rmpp_features(out: AEOutput, inputs: str = "features") -> torch.Tensor:
+    """The f feature maps of all stacks concatenated: [B, nstack*f, M, M] (section 3.3);
+    ``inputs`` (beyond the paper) appends the last stack's tags, or its heatmaps and tags."""
+    if inputs not in RMPP_INPUTS:
+        raise ValueError(f"unknown decoder input {inputs!r}; choose one of {RMPP_INPUTS}")
     b, s, f, h, w = out.features.shape
-    return out.features.reshape(b, s * f, h, w)
+    parts = [out.features.reshape(b, s * f, h, w)]
+    if inputs == "features+maps":
+        parts.append(out.heatmaps[:, -1])
+    if inputs != "features":
+        parts.append(out.tags[:, -1])
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
 def tags_per_joint(tags: torch.Tensor, tag_dim: int) -> torch.Tensor:

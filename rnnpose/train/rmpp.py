@@ -278,11 +278,12 @@ def train_rmpp(
     ann_file, image_root = data_paths(data_dir, ann_file, image_root)
     dataset = CocoPoseDataset(ann_file, image_root, prof.input_size, prof.output_size,
                               train=False, max_people=prof.max_people)  # fmt: skip
-    key = cache_key(RunDir(ae_run).last, ann_file, ae_profile)
+    key = cache_key(RunDir(ae_run).last, ann_file, ae_profile, prof.rmpp_input)
     cache = Path(ae_run) / "rmpp_features" / f"{key}.pt"
     with main_first(dist_info):  # rank 0 writes the cache, the others read it
         feats = extract_features(ae_model, dataset, batch_size=prof.ae_batch_size, device=dev,
-                                 cache_file=cache, quiet=quiet or not dist_info.main)  # fmt: skip
+                                 cache_file=cache, quiet=quiet or not dist_info.main,
+                                 inputs=prof.rmpp_input)  # fmt: skip
     del ae_model
     config = {"ae_run": str(Path(ae_run).resolve()), "features": str(cache),
               "data": {"annotations": str(ann_file), "images": str(image_root)}}  # fmt: skip
