@@ -1,0 +1,148 @@
+"""The records of the RMPP-vs-AE diagnosis runs (``experiments/diagnosis.py``), as tables and
+plots for the book.
+
+Every record is one JSON file under ``experiments/results/``: a decoder run (setting, seed,
+budget, AP after the evaluated epochs on ``val`` / ``sparse`` / ``occluded``), an AE run, the
+AE's evaluation (its grouping, the same heatmaps grouped by the ground truth, tag quality) or
+its grouping-threshold grid. The files are read here and checked at the boundary: a file that is
+not a record, or lacks a field the book reads, is a :class:`~rnnpose.io.DataError` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rnnpose.io import DataError, PathLike, read_json
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results"
+SPLITS = ("val", "sparse", "occluded")
+METRICS = ("AP", "AP50", "AP75", "count_exact")
+
+
+def _check_run(path: Path, rec: Any) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        raise DataError(f"{path}: not a diagnosis record (a JSON object)")
+    for key in ("setting", "seed", "images", "epochs", "adam_steps", "train_seconds", "curve"):
+        if key not in rec:
+            raise DataError(f"{path}: field {key!r} missing")
+    if not isinstance(rec["curve"], list) or not rec["curve"]:
+        raise DataError(f"{path}: field 'curve' must be a non-empty list")
+    for point in rec["curve"]:
+        splits = point.get("splits") if isinstance(point, dict) else None
+        if not isinstance(splits, dict):
+            raise DataError(f"{path}: field 'curve[].splits' missing")
+        for split, m in splits.items():
+            if not isinstance(m, dict) or not all(
+                isinstance(m.get(k), (int, float)) for k in ("AP", "AP50", "AP75")
+            ):
+                raise DataError(f"{path}: field 'curve[].splits.{split}' lacks AP numbers")
+    return rec
+
+
+def load_runs(folder: PathLike = RESULTS) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every decoder record ``{(setting, seed): record}`` in ``folder``."""
+    out = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        rec = read_json(path)
+        if isinstance(rec, dict) and "curve" in rec:
+            rec = _check_run(path, rec)
+            out[(rec["setting"], int(rec["seed"]))] = rec
+    return out
+
+
+def load(name: str, folder: PathLike = RESULTS) -> dict[str, Any]:
+    """One record file by its stem (e.g. ``ae-s0-eval``)."""
+    path = Path(folder) / f"{name}.json"
+    rec = read_json(path)
+    if not isinstance(rec, dict):
+        raise DataError(f"{path}: not a diagnosis record (a JSON object)")
+    return rec
+
+
+def final(rec: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The metrics after the run's last evaluated epoch, per split."""
+    return rec["curve"][-1]["splits"]
+
+
+def budget(rec: dict[str, Any]) -> dict[str, Any]:
+    """What a run cost: images x epochs, Adam steps, wall time, processes x threads, CPU."""
+    return {"images x epochs": f"{rec['images']} x {rec['epochs']}",
+            "Adam steps": int(rec["adam_steps"]),
+            "train min": round(rec["train_seconds"] / 60, 1),
+            "procs x threads": f"{rec.get('procs', 1)} x {rec.get('threads', 1)}"}  # fmt: skip
+
+
+def summary_table(
+    runs: dict[tuple[str, int], dict[str, Any]],
+    settings: Sequence[str],
+    ae: dict[str, dict[str, float]] | None = None,
+    splits: Sequence[str] = SPLITS,
+    metrics: Sequence[str] = METRICS,
+) -> pd.DataFrame:
+    """One row per setting (the mean over its seeds, with the seeds' range in brackets when
+    there are several): its budget and the final metrics per split; ``ae`` adds AE's row (its
+    metrics per split, same network)."""
+    rows = {}
+    for s in settings:
+        recs = [r for (name, _), r in sorted(runs.items()) if name == s]
+        if not recs:
+            continue
+        row: dict[str, Any] = {"what changed": recs[0].get("desc", s), "seeds": len(recs),
+                               **budget(recs[0])}  # fmt: skip
+        for split in splits:
+            for m in metrics:
+                vals = [final(r)[split][m] for r in recs if split in final(r)]
+                if not vals:
+                    continue
+                scale = 100.0 if m == "count_exact" else 1.0
+                mean = float(np.mean(vals)) * scale
+                cell = f"{mean:.1f}"
+                if len(vals) > 1:
+                    cell += f" ({(max(vals) - min(vals)) * scale:.1f})"
+                row[(split, m)] = cell
+        rows[s] = row
+    if ae is not None:
+        rows["AE grouping"] = {"what changed": "AE's own grouping, same frozen network",
+                               **{(sp, m): f"{ae[sp][m] * (100 if m == 'count_exact' else 1):.1f}"
+                                  for sp in splits if sp in ae for m in metrics if m in ae[sp]}}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = [c if isinstance(c, str) else f"{c[0]} {c[1]}" for c in table.columns]
+    return table.fillna("")
+
+
+def curve(rec: dict[str, Any], split: str, metric: str = "AP") -> tuple[list[int], list[float]]:
+    """``(epochs, metric)`` of a run's evaluated epochs on ``split``."""
+    pts = [(p["epoch"], p["splits"][split][metric]) for p in rec["curve"] if split in p["splits"]]
+    return [e for e, _ in pts], [v for _, v in pts]
+
+
+def plot_curves(
+    runs: Iterable[tuple[str, dict[str, Any]]],
+    ae: dict[str, dict[str, float]] | None = None,
+    splits: Sequence[str] = ("sparse", "occluded"),
+    x: str = "images",
+):  # -> matplotlib Figure
+    """AP against the training budget (``x``: ``images`` seen or ``epoch``) per split, one line
+    per run, AE's grouping as a dotted line."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * len(splits), 3.3))
+    axes = np.atleast_1d(fig.subplots(1, len(splits)))
+    for ax, split in zip(axes, splits, strict=True):
+        for label, rec in runs:
+            ep, ap = curve(rec, split)
+            xs = [e * rec["images"] for e in ep] if x == "images" else ep
+            ax.plot(xs, ap, marker="o", label=label)
+        if ae is not None and split in ae:
+            ax.axhline(ae[split]["AP"], color="k", ls=":", label="AE grouping")
+        ax.set(title=split, xlabel="training images seen" if x == "images" else "epoch",
+               ylabel="AP")  # fmt: skip
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
