@@ -90,6 +90,35 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "b1w-fit16": {"desc": "same, LSTM1 68-34-17 and LSTM2 34-17",
                   "profile": {"lstm1_hidden": 68, "lstm2_hidden": 34},
                   "options": {"batch_size": 1}, "images": 16, "epochs": 60, "lr_drop": 50},
+    # the weight of the heatmap terms against the stop term (the repository's normalisation
+    # makes an empty person cost 1, like the stop BCE at chance; the paper's plain pixel sum
+    # makes it J pi sigma^2 = 53 times more)
+    "b1-fit16-joint": {"desc": "fit 16 images, heatmap loss normalised per joint (x17)",
+                       "profile": {"rmpp_heatmap_norm": "joint"},
+                       "options": {"batch_size": 1}, "images": 16, "epochs": 60, "lr_drop": 50},
+    "b1-fit16-sum": {"desc": "fit 16 images, heatmap loss = plain pixel sum (x53, the paper)",
+                     "profile": {"rmpp_heatmap_norm": "sum"},
+                     "options": {"batch_size": 1}, "images": 16, "epochs": 60, "lr_drop": 50},
+    "b1-sum-400": {"desc": "batch 1, heatmap loss = plain pixel sum (the paper's l2), 400",
+                   "profile": {"rmpp_heatmap_norm": "sum"},
+                   "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    "b1-joint-400": {"desc": "batch 1, heatmap loss normalised per joint (x17), 400 images",
+                     "profile": {"rmpp_heatmap_norm": "joint"},
+                     "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    # selection needs something non-local: AE's tags (a per-person code) + global context (a
+    # broadcast maximum) + the emitted memory, together
+    "b1-fit16-tce": {"desc": "fit 16 images, + tags input, global context, emitted memory",
+                     "profile": {"rmpp_input": "features+tags", "rmpp_context": 8,
+                                 "rmpp_emitted": True},
+                     "options": {"batch_size": 1}, "images": 16, "epochs": 60, "lr_drop": 50},
+    "b1-fit16-tcej": {"desc": "fit 16 images, tags + context + memory, per-joint heatmap norm",
+                      "profile": {"rmpp_input": "features+tags", "rmpp_context": 8,
+                                  "rmpp_emitted": True, "rmpp_heatmap_norm": "joint"},
+                      "options": {"batch_size": 1}, "images": 16, "epochs": 60, "lr_drop": 50},
+    "b1-tce-400": {"desc": "batch 1 + tags input, global context, emitted memory, 400",
+                   "profile": {"rmpp_input": "features+tags", "rmpp_context": 8,
+                               "rmpp_emitted": True},
+                   "options": {"batch_size": 1}, "images": 400, "epochs": 3},
 }  # fmt: skip
 
 

@@ -79,7 +79,7 @@ class StepConfig:
     def from_profile(cls, profile: Profile, **overrides: Any) -> StepConfig:
         base = dict(
             omega=profile.omega, T=profile.T, max_iterations=profile.max_iterations,
-            scale=heatmap_scale(profile.sigma, profile.num_joints),
+            scale=heatmap_scale(profile.sigma, profile.num_joints, profile.rmpp_heatmap_norm),
         )  # fmt: skip
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)

@@ -51,6 +51,10 @@ class Profile:
     # beyond the paper (off in ``paper``; see rnnpose.models.rmpp.Decoder): LSTM1 also reads
     # the running max of the heatmaps emitted so far / G broadcast global-context channels /
     # two coordinate channels
+    # heatmap-loss normalisation (see rnnpose.losses.rmpp.heatmap_scale): "person" (an empty
+    # prediction of a labelled person costs 1), "joint" (1 per labelled joint), "sum" (the
+    # plain pixel sum of squares, the paper's literal squared l2)
+    rmpp_heatmap_norm: str = "person"
     rmpp_input: str = "features"  # "features" (paper) | "features+tags" | "features+maps"
     rmpp_emitted: bool = False
     rmpp_context: int = 0

@@ -46,9 +46,18 @@ def check_config(config: str) -> str:
     return config
 
 
-def heatmap_scale(sigma: float, joints: int = NUM_JOINTS) -> float:
-    """``1 / (J pi sigma^2)``: an all-zero prediction of a fully labelled person costs 1."""
-    return 1.0 / (joints * math.pi * sigma**2)
+#: Normalisations of the heatmap terms (``Profile.rmpp_heatmap_norm``).
+HEATMAP_NORMS: tuple[str, ...] = ("person", "joint", "sum")
+
+
+def heatmap_scale(sigma: float, joints: int = NUM_JOINTS, norm: str = "person") -> float:
+    """The factor of the summed squared error: ``person`` -- ``1 / (J pi sigma^2)``, an all-zero
+    prediction of a fully labelled person costs 1; ``joint`` -- ``1 / (pi sigma^2)``, 1 per
+    labelled joint; ``sum`` -- 1, the plain sum of squares over pixels (eq. 2 read literally)."""
+    if norm not in HEATMAP_NORMS:
+        raise ValueError(f"unknown heatmap normalisation {norm!r}; choose one of {HEATMAP_NORMS}")
+    return {"person": 1.0 / (joints * math.pi * sigma**2), "joint": 1.0 / (math.pi * sigma**2),
+            "sum": 1.0}[norm]  # fmt: skip
 
 
 def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, scale: float) -> torch.Tensor:
