@@ -28,9 +28,10 @@ ARTIFACTS = ROOT / "artifacts"
 
 #: Modules that do not change what a training run learns (presentation and orchestration).
 _NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "predict.py",
-                 "decode.py", "grouping.py", "evaluate.py", "inference.py"}  # fmt: skip
+                 "decode.py", "grouping.py", "evaluate.py", "inference.py",
+                 "progress.py"}  # fmt: skip
 #: Modules that do not change what an evaluation measures.
-_NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py"}
+_NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "progress.py"}
 
 
 def shared_data_dir() -> Path:
@@ -248,7 +249,7 @@ class Experiment:
 
     def sweep(self, values: Iterable[Any], fn: Callable[[Any], Any], desc: str) -> dict[Any, Any]:
         """Run ``fn`` over ``values`` with a progress bar; returns ``{value: fn(value)}``."""
-        from rnnpose.train.common import progress
+        from rnnpose.progress import progress
 
         values = list(values)
         out: dict[Any, Any] = {}

@@ -19,7 +19,8 @@ import torch
 
 from rnnpose.config import Profile
 from rnnpose.io import DataError, PathLike, atomic_write, atomic_write_json
-from rnnpose.train.common import RunDir, progress
+from rnnpose.progress import progress
+from rnnpose.train.common import RunDir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 

@@ -165,7 +165,7 @@ def test_every_long_subcommand_takes_quiet(argv):
 def test_progress_is_silent_off_a_terminal_or_with_quiet(monkeypatch):
     import io
 
-    from rnnpose.train.common import progress
+    from rnnpose.progress import progress
 
     monkeypatch.delenv("RNNPOSE_QUIET", raising=False)
     monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
