@@ -34,9 +34,10 @@ _NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "p
 _NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "progress.py"}
 
 
-def shared_data_dir() -> Path:
-    """The real COCO-format samples shipped beside the repository (``../shared/data``)."""
-    return ROOT.parent / "shared" / "data"
+def samples_dir() -> Path:
+    """The real COCO val2017 and OCHuman samples shipped with the repository (``data/samples``:
+    4 and 3 images with their annotation files, provenance and licence notes)."""
+    return ROOT / "data" / "samples"
 
 
 def _source_hash(exclude: set[str]) -> str:

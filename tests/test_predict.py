@@ -112,8 +112,8 @@ def test_ae_run_refuses_rmpp_with_one_line(runs, odd_images, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_real_coco_images_results_are_accepted_by_pycocotools(runs, shared_data, tmp_path):
-    coco_dir = shared_data / "coco-val2017-sample"
+def test_real_coco_images_results_are_accepted_by_pycocotools(runs, real_samples, tmp_path):
+    coco_dir = real_samples / "coco-val2017-sample"
     gt_file = coco_dir / "test_coco.json"
     out = tmp_path / "coco"
     assert main(["predict", str(coco_dir), "--run", str(runs["rmpp"]), "--out", str(out),
