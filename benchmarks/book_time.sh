@@ -3,14 +3,12 @@
 # rebuild from its cache (issue 8's targets: cold <= 45 min on 2 cores for the cpu profile,
 # cached <= 3 min).
 #   bash benchmarks/book_time.sh [PROFILE] [CLONE_DIR]     # defaults: cpu, a new temp folder
-# The clone gets the real samples (../shared) beside it when this checkout has them.
 # Run it alone: a second heavy process on 2 cores slows both several-fold.
 set -euo pipefail
 profile=${1:-cpu}
 repo=$(git rev-parse --show-toplevel)
 dir=${2:-$(mktemp -d)/rnnpose}
 git clone -q "$repo" "$dir"
-if [ -d "$repo/../shared" ] && [ ! -e "$dir/../shared" ]; then ln -s "$repo/../shared" "$dir/../shared"; fi
 cd "$dir"
 t0=$(date +%s)
 make book PROFILE="$profile" >cold.log 2>&1 || { echo "cold build failed: $dir/cold.log"; exit 1; }

@@ -98,7 +98,7 @@ def oracle_results(
     from rnnpose.data.transforms import apply_affine
     from rnnpose.inference import people_to_results
     from rnnpose.predict import Predictor, coco_results
-    from rnnpose.train.common import progress
+    from rnnpose.progress import progress
 
     predictor = Predictor(run_dir, method="ae", device=device)
     coco = load_coco(ann_file)

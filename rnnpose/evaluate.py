@@ -235,7 +235,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method", choices=["rmpp", "ae"], help="with --run: rmpp or ae (default: the run's)"
     )
-    parser.add_argument("--flip", action="store_true", help="with --run: AE's flip test")
+    from rnnpose.predict import add_scale_arguments
+
+    add_scale_arguments(parser)  # with --run
     parser.add_argument(
         "--device", default=None, help="with --run: cpu, cuda, ... (default: cuda if available)"
     )
@@ -246,16 +248,20 @@ def run(args: argparse.Namespace) -> int:
     if args.gt is not None:
         if args.results is None or args.data is not None:
             raise DataError("--gt needs --results (and no --data)")
+        if args.flip or args.scales is not None:
+            raise DataError("--flip and --scales predict first: they need --run, not --gt")
         gt, results = args.gt, args.results
     else:
         if args.data is None or args.results is not None:
             raise DataError("--run needs --data (and no --results)")
         import torch
 
-        from rnnpose.predict import predict_run
+        from rnnpose.predict import parse_scales, predict_run
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         kw: dict[str, Any] = {"flip": True} if args.flip else {}
+        if args.scales is not None:
+            kw["scales"] = parse_scales(args.scales)
         gt, results = predict_run(args.run, args.data, method=args.method, device=device,
                                   quiet=args.quiet, **kw)  # fmt: skip
     coco = load_gt(gt)

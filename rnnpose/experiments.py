@@ -28,14 +28,16 @@ ARTIFACTS = ROOT / "artifacts"
 
 #: Modules that do not change what a training run learns (presentation and orchestration).
 _NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "predict.py",
-                 "decode.py", "grouping.py", "evaluate.py", "inference.py"}  # fmt: skip
+                 "decode.py", "grouping.py", "evaluate.py", "inference.py",
+                 "progress.py"}  # fmt: skip
 #: Modules that do not change what an evaluation measures.
-_NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py"}
+_NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "progress.py"}
 
 
-def shared_data_dir() -> Path:
-    """The real COCO-format samples shipped beside the repository (``../shared/data``)."""
-    return ROOT.parent / "shared" / "data"
+def samples_dir() -> Path:
+    """The real COCO val2017 and OCHuman samples shipped with the repository (``data/samples``:
+    4 and 3 images with their annotation files, provenance and licence notes)."""
+    return ROOT / "data" / "samples"
 
 
 def _source_hash(exclude: set[str]) -> str:
@@ -251,7 +253,7 @@ class Experiment:
 
     def sweep(self, values: Iterable[Any], fn: Callable[[Any], Any], desc: str) -> dict[Any, Any]:
         """Run ``fn`` over ``values`` with a progress bar; returns ``{value: fn(value)}``."""
-        from rnnpose.train.common import progress
+        from rnnpose.progress import progress
 
         values = list(values)
         out: dict[Any, Any] = {}

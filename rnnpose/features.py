@@ -19,7 +19,7 @@ from torch import nn
 
 from rnnpose.config import Profile
 from rnnpose.io import PathLike, atomic_write
-from rnnpose.train.common import progress
+from rnnpose.progress import progress
 
 #: bump when the cached content changes meaning
 CACHE_VERSION = 1

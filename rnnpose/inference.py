@@ -10,6 +10,10 @@ Two details differ from pose-ae-train for exactness on this repository's pixel-i
 convention: the flipped pass mirrors the input about ``x = (S - stride) / 2`` so that its
 mirrored heatmap lands exactly on the unflipped grid, and the maps of other scales are resampled
 through their exact affine relation (bilinear) instead of an image resize.
+
+RMPP at several scales (the paper's "Ours multi scale" rows, end of section 3.3) reuses these
+maps: :func:`refine_missing_joints` fills the joints the decoder drops with AE's single-person
+refinement on the maps averaged over every pass (see there for the reading of the paper).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from rnnpose.data.transforms import (
     scale_affine,
     warp_image,
 )
-from rnnpose.grouping import group
+from rnnpose.grouping import group, refine_people
 from rnnpose.models.hourglass import rmpp_features, tags_per_joint
 from rnnpose.skeleton import FLIP_INDEX, NUM_JOINTS
 
@@ -179,3 +183,36 @@ def predict_ae(
     group_kw.setdefault("max_people", profile.max_people)
     people, scores = group(maps.heatmaps, maps.tags, **group_kw)
     return people_to_results(people, scores, maps)
+
+
+def refine_missing_joints(keypoints: np.ndarray, maps: AEMaps) -> np.ndarray:
+    """RMPP's multi-scale evaluation (end of section 3.3): fill each decoded person's missing
+    joints by AE's single-person refinement on the AE maps averaged over every pass.
+
+    ``keypoints`` [Z, 17, 3]: the decoder's people (x, y, score) in heatmap pixels of ``maps``
+    (the scale-1 grid), score 0 where the joint's maximum fell below tau. A person's tag is
+    read off ``maps.tags`` at its found joints (rounded to the pixel); each missing joint goes
+    to the argmax of ``heatmap - round(||tag - person's mean tag||_2)``
+    (:func:`rnnpose.grouping.refine_people`, pose-ae-train's ``refine``), a quarter pixel
+    toward the higher neighbour, with the averaged heatmap's value there as its score (left
+    missing where that value is 0). Found joints are returned unchanged; so are people with
+    no found joint. Returns a float32 copy [Z, 17, 3].
+
+    Reading of the paper: "we feed-forward the image using multiple scales in AE and average
+    the output confidence maps for the single-person refinement". The decoder itself runs on
+    the features it was trained on (scale 1, unflipped); only the refinement sees the other
+    scales (and the flip).
+    """
+    kp = np.array(keypoints, dtype=np.float32, copy=True)
+    if kp.ndim != 3 or kp.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"keypoints must be [Z,{NUM_JOINTS},3], got {kp.shape}")
+    if len(kp) == 0:
+        return kp
+    _, h, w, dim = maps.tags.shape
+    found = kp[..., 2] > 0
+    x = np.clip(np.rint(kp[..., 0]).astype(np.int64), 0, w - 1)
+    y = np.clip(np.rint(kp[..., 1]).astype(np.int64), 0, h - 1)
+    people = np.zeros((*kp.shape[:2], 3 + dim), dtype=np.float32)
+    people[..., :3] = kp
+    people[..., 3:] = np.where(found[..., None], maps.tags[np.arange(NUM_JOINTS), y, x], 0.0)
+    return refine_people(people, maps.heatmaps, maps.tags)[..., :3]

@@ -4,11 +4,14 @@
 the image with the people drawn (one colour each, RMPP's stop probability printed), for RMPP
 a strip of the per-iteration heatmaps (paper fig. 1), and one COCO-format results file.
 An RMPP run also carries its AE network, so ``--method ae`` compares both on the same weights.
+``--flip`` and ``--scales S...`` average AE's maps over the mirrored image and several input
+scales; for RMPP they make the paper's multi-scale evaluation (:meth:`Predictor.decode_maps`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,8 @@ import torch
 
 from rnnpose.config import Profile
 from rnnpose.io import DataError, PathLike, atomic_write, atomic_write_json
-from rnnpose.train.common import RunDir, progress
+from rnnpose.progress import progress
+from rnnpose.train.common import RunDir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -71,14 +75,35 @@ class Predictor:
 
         return apply_options(self.profile, self.options)
 
+    def check_scales(self, scales: Sequence[float]) -> tuple[float, ...]:
+        """The scales as floats, in the order the maps are computed; :class:`DataError` if one
+        is not a positive finite number, or if RMPP is asked for scales without 1 (its decoder
+        reads the scale-1 features; scale 1 goes first so that the averaged maps lie on its
+        grid)."""
+        scales = tuple(float(s) for s in scales)
+        if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+            raise DataError(f"scales must be positive finite numbers, got {list(scales)}")
+        if self.method == "rmpp":
+            if 1.0 not in scales:
+                raise DataError(f"{self.run_dir}: RMPP's decoder reads the scale-1 features; "
+                                f"the scales must include 1, got {list(scales)}")  # fmt: skip
+            scales = (1.0, *(s for s in scales if s != 1.0))
+        return scales
+
     @torch.no_grad()
     def predict(
         self, image: np.ndarray, *, flip: bool = False, scales: Sequence[float] = (1.0,),
-        omega: float | None = None, **group_kw: Any,
+        omega: float | None = None, refine: bool | None = None, **group_kw: Any,
     ) -> Prediction:  # fmt: skip
-        """People in one HxWx3 uint8 image (original pixels)."""
+        """People in one HxWx3 uint8 image (original pixels).
+
+        RMPP with ``flip`` or several ``scales`` is the paper's multi-scale evaluation
+        (:meth:`decode_maps`); ``refine`` forces its refinement step on or off (default: on
+        exactly when the maps average more than one pass).
+        """
         from rnnpose.inference import ae_maps, people_to_results
 
+        scales = self.check_scales(scales)
         maps = ae_maps(self.ae, image, self.profile, flip=flip, scales=scales, device=self.device)
         if self.method == "ae":
             from rnnpose.grouping import group
@@ -86,21 +111,51 @@ class Predictor:
             group_kw.setdefault("max_people", self.profile.max_people)
             people, scores = group(maps.heatmaps, maps.tags, **group_kw)
             return Prediction(people_to_results(people, scores, maps), maps, image)
-        from rnnpose.data.transforms import scale_affine
-        from rnnpose.decode import decode, to_coco_results
+        if refine is None:
+            refine = flip or scales != (1.0,)
+        out = self.decode_maps([maps], omega=omega, refine=refine)[0]
+        people = [{"keypoints": np.asarray(r["keypoints"], dtype=float).reshape(17, 3),
+                   "score": float(r["score"])} for r in _rmpp_results(out, maps, 0)]  # fmt: skip
+        return Prediction(people, maps, image, out)
+
+    @torch.no_grad()
+    def decode_maps(
+        self, maps: Sequence[Any], *, omega: float | None = None, refine: bool = False
+    ) -> list[dict[str, torch.Tensor]]:
+        """RMPP's people of images whose AE maps (:class:`rnnpose.inference.AEMaps`) are
+        given, decoded in lock-step (:func:`rnnpose.decode.decode`; keypoints in heatmap px).
+
+        The decoder reads the scale-1 unflipped features it was trained on. With ``refine``
+        (the paper's multi-scale evaluation, end of section 3.3) the joints it drops are then
+        filled by AE's single-person refinement on the maps averaged over every pass
+        (:func:`rnnpose.inference.refine_missing_joints`); ``"filled"`` [Z,17] marks them. The
+        person scores stay the decoder's, as AE scores a person before its refinement.
+        """
+        from rnnpose.decode import decode
+        from rnnpose.inference import refine_missing_joints
 
         prof = self.train_profile
-        feats = torch.from_numpy(maps.features)[None].to(self.device)
-        out = decode(
+        feats = torch.from_numpy(np.stack([m.features for m in maps])).to(self.device)
+        outs = decode(
             self.rmpp, feats, omega=prof.omega if omega is None else omega, tau=prof.tau,
             use_lstm2=bool(self.options.get("use_lstm2", True)),
             max_iterations=prof.max_iterations, ordering=self.options.get("ordering", "learned"),
-        )[0]  # fmt: skip
-        affine = scale_affine(maps.to_heatmap, maps.stride)
-        results = to_coco_results(out, affine, maps.stride, image_id=0)
-        people = [{"keypoints": np.asarray(r["keypoints"], dtype=float).reshape(17, 3),
-                   "score": float(r["score"])} for r in results]  # fmt: skip
-        return Prediction(people, maps, image, out)
+        )  # fmt: skip
+        if refine:
+            for out, m in zip(outs, maps, strict=True):
+                decoded = out["keypoints"]
+                out["keypoints"] = torch.from_numpy(refine_missing_joints(decoded.numpy(), m))
+                out["filled"] = (decoded[..., 2] == 0) & (out["keypoints"][..., 2] > 0)
+        return outs
+
+
+def _rmpp_results(out: dict[str, torch.Tensor], maps: Any, image_id: int) -> list[dict[str, Any]]:
+    """COCO records (original pixels) of one image decoded on ``maps``' grid."""
+    from rnnpose.data.transforms import scale_affine
+    from rnnpose.decode import to_coco_results
+
+    affine = scale_affine(maps.to_heatmap, maps.stride)
+    return to_coco_results(out, affine, maps.stride, image_id=image_id)
 
 
 def coco_results(people: list[dict[str, Any]], image_id: int) -> list[dict[str, Any]]:
@@ -114,25 +169,50 @@ def coco_results(people: list[dict[str, Any]], image_id: int) -> list[dict[str, 
 
 def predict_split(
     run_dir: PathLike, ann_file: PathLike, image_root: PathLike, *, method: str | None = None,
-    device: str = "cpu", quiet: bool = False, checkpoint: str | None = None, **predict_kw: Any,
+    device: str = "cpu", quiet: bool = False, checkpoint: str | None = None,
+    batch_size: int = 32, **predict_kw: Any,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """COCO results of a run on every image of a COCO-format split (an RMPP run's
     ``checkpoint``: another weights file of the run than ``last.pt``, e.g. ``epoch_002.pt``).
 
     RMPP at a single scale without flip takes the fast path: the frozen AE's features of the
     split are extracted once per AE run (cached beside it, as for training) and the decoder
-    runs on batches of images in lock-step.
+    runs on batches of images in lock-step. RMPP multi-scale (flip or several scales) computes
+    each image's AE maps, then decodes them ``batch_size`` images at a time in lock-step
+    (:meth:`Predictor.decode_maps`).
     """
     from rnnpose.data.coco import load_coco, read_image
 
     predictor = Predictor(run_dir, method=method, device=device, checkpoint=checkpoint)
-    plain = not predict_kw.get("flip") and tuple(predict_kw.get("scales", (1.0,))) == (1.0,)
+    if "scales" in predict_kw:
+        predict_kw["scales"] = predictor.check_scales(predict_kw["scales"])
+    plain = (not predict_kw.get("flip") and not predict_kw.get("refine")
+             and tuple(predict_kw.get("scales", (1.0,))) == (1.0,))  # fmt: skip
+>>>>>>> i15a
     if predictor.method == "rmpp" and plain:
         return _rmpp_split(predictor, ann_file, image_root, quiet=quiet,
                            omega=predict_kw.get("omega"))  # fmt: skip
     coco = load_coco(ann_file)
     results: list[dict[str, Any]] = []
-    bar = progress(sorted(coco.imgs), quiet=quiet, desc=f"predict ({predictor.method})")
+    ids = sorted(coco.imgs)
+    if predictor.method == "rmpp":
+        from rnnpose.inference import ae_maps
+
+        flip, scales = bool(predict_kw.get("flip")), predict_kw.get("scales", (1.0,))
+        refine = predict_kw.get("refine")
+        refine = (flip or tuple(scales) != (1.0,)) if refine is None else refine
+        bar = progress(range(0, len(ids), batch_size), quiet=quiet, desc="predict (rmpp)",
+                       unit="batch")  # fmt: skip
+        for start in bar:
+            chunk = ids[start : start + batch_size]
+            maps = [ae_maps(predictor.ae, read_image(Path(image_root) / coco.imgs[i]["file_name"]),
+                            predictor.profile, flip=flip, scales=scales, device=device)
+                    for i in chunk]  # fmt: skip
+            outs = predictor.decode_maps(maps, omega=predict_kw.get("omega"), refine=refine)
+            for image_id, out, m in zip(chunk, outs, maps, strict=True):
+                results.extend(_rmpp_results(out, m, image_id))
+        return results
+    bar = progress(ids, quiet=quiet, desc=f"predict ({predictor.method})")
     for image_id in bar:
         image = read_image(Path(image_root) / coco.imgs[image_id]["file_name"])
         results.extend(coco_results(predictor.predict(image, **predict_kw).people, image_id))
@@ -213,6 +293,34 @@ def check_images(paths: Sequence[Path]) -> None:
             ) from None
 
 
+def parse_scales(values: Sequence[str] | None) -> tuple[float, ...]:
+    """``--scales`` of the command line -> floats; :class:`DataError` naming the bad value."""
+    if not values:
+        return (1.0,)
+    out = []
+    for v in values:
+        try:
+            s = float(v)
+        except ValueError:
+            s = math.nan
+        if not (math.isfinite(s) and s > 0):
+            raise DataError(f"--scales: {v!r} is not a positive finite number")
+        out.append(s)
+    return tuple(out)
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--flip`` and ``--scales`` (shared by ``predict`` and ``eval --run``)."""
+    parser.add_argument("--flip", action="store_true",
+                        help="average the AE maps with the mirrored image's")  # fmt: skip
+    parser.add_argument(
+        "--scales", nargs="+", metavar="S",
+        help="AE input scales whose maps are averaged (default: 1). With rmpp, --flip or "
+        "several scales fill the joints the decoder drops by AE's single-person refinement "
+        "(the paper's multi-scale rows); the scales must include 1",
+    )  # fmt: skip
+
+
 def _save_figure(fig: Any, path: Path) -> None:
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
 
@@ -222,7 +330,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a trained AE or RMPP run folder")
     parser.add_argument("--method", choices=["rmpp", "ae"], help="default: the run's own")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--flip", action="store_true", help="flip test (AE maps)")
+    add_scale_arguments(parser)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quiet", action="store_true")
 
@@ -231,15 +339,17 @@ def run(args: argparse.Namespace) -> int:
     from rnnpose.data.coco import read_image
     from rnnpose.viz import iteration_strip, prediction_figure
 
+    scales = parse_scales(args.scales)
     images = collect_images(args.inputs)
     check_images(images)
     predictor = Predictor(args.run, method=args.method, device=args.device)
+    scales = predictor.check_scales(scales)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, files = [], []
     for i, path in enumerate(progress(images, quiet=args.quiet, desc="predict"), start=1):
         image = read_image(path)
-        pred = predictor.predict(image, flip=args.flip)
+        pred = predictor.predict(image, flip=args.flip, scales=scales)
         results.extend(coco_results(pred.people, i))
         files.append({"id": i, "file_name": str(path), "height": image.shape[0],
                       "width": image.shape[1]})  # fmt: skip

@@ -8,15 +8,15 @@ import pytest
 
 from rnnpose.config import Profile, get_profile
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` beside the repository (COCO and OCHuman samples); skip if absent."""
-    if not (SHARED_DATA / "coco-val2017-sample" / "test_coco.json").is_file():
-        pytest.skip(f"shared real-data samples not found at {SHARED_DATA}")
-    return SHARED_DATA
+def real_samples() -> Path:
+    """The real COCO val2017 and OCHuman samples shipped in ``data/samples/`` (see its README)."""
+    from rnnpose.experiments import samples_dir
+
+    root = samples_dir()
+    assert (root / "coco-val2017-sample" / "test_coco.json").is_file(), f"{root}: samples missing"
+    return root
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ def make_set(tmp_path, anns, images=None, mode="RGB", size=(40, 32)):
     return ann_file
 
 
-def test_real_coco_samples(shared_data):
-    root = shared_data / "coco-val2017-sample"
+def test_real_coco_samples(real_samples):
+    root = real_samples / "coco-val2017-sample"
     ds = CocoPoseDataset(root / "test_coco.json", root, 128, 32)
     assert ds.image_ids == sorted(PEOPLE_COCO) and len(ds) == 4
     for i, image_id in enumerate(ds.image_ids):
@@ -59,8 +59,8 @@ def test_real_coco_samples(shared_data):
     assert (ds[0]["mask"] == 1).all()
 
 
-def test_real_ochuman_samples(shared_data):
-    root = shared_data / "ochuman-sample"
+def test_real_ochuman_samples(real_samples):
+    root = real_samples / "ochuman-sample"
     ds = CocoPoseDataset(root / "test_ochuman.json", root, 64, 16)
     assert [len(ds[i]["keypoints"]) for i in range(3)] == [1, 2, 2]
     batch = collate([ds[0], ds[1]])
@@ -71,8 +71,8 @@ def test_real_ochuman_samples(shared_data):
     assert batch["image_id"] == [1, 2] and len(batch["affine"]) == 2
 
 
-def test_augmentation_seeded_and_flip_swaps_joints(shared_data):
-    root = shared_data / "coco-val2017-sample"
+def test_augmentation_seeded_and_flip_swaps_joints(real_samples):
+    root = real_samples / "coco-val2017-sample"
     ds = CocoPoseDataset(root / "test_coco.json", root, 128, 32, train=True, seed=3)
     a, b = ds[0], ds[0]
     assert torch.equal(a["image"], b["image"]) and np.array_equal(a["affine"], b["affine"])

@@ -40,8 +40,8 @@ def gt_as_results(gt_file, shift=0.0, seed=0):
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_ground_truth_scores_100(shared_data, name):
-    gt = shared_data / name
+def test_ground_truth_scores_100(real_samples, name):
+    gt = real_samples / name
     m = evaluate_keypoints(gt, gt_as_results(gt))
     assert list(m) == list(METRICS)
     for k in ("AP", "AP50", "AP75", "AR"):
@@ -49,8 +49,8 @@ def test_ground_truth_scores_100(shared_data, name):
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_shifted_predictions_match_pycocotools(shared_data, name, tmp_path):
-    gt = shared_data / name
+def test_shifted_predictions_match_pycocotools(real_samples, name, tmp_path):
+    gt = real_samples / name
     res = gt_as_results(gt, shift=6.0 if "coco" in name else 30.0, seed=1)
     ours = evaluate_keypoints(gt, res)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -69,8 +69,8 @@ def test_shifted_predictions_match_pycocotools(shared_data, name, tmp_path):
     assert evaluate_keypoints(gt, f) == ours
 
 
-def test_max_dets_limits_people(shared_data):
-    gt = shared_data / FILES[0]
+def test_max_dets_limits_people(real_samples):
+    gt = real_samples / FILES[0]
     res = gt_as_results(gt)
     one = evaluate_keypoints(gt, res, max_dets=1)
     assert one["AR"] < 100.0  # images with 2-5 people keep only the best-scoring one
@@ -78,13 +78,13 @@ def test_max_dets_limits_people(shared_data):
     assert evaluate_keypoints(gt, res, max_dets=20)["AR"] == pytest.approx(100.0)
 
 
-def test_empty_results_are_zero(shared_data):
-    m = evaluate_keypoints(shared_data / FILES[1], [])
+def test_empty_results_are_zero(real_samples):
+    m = evaluate_keypoints(real_samples / FILES[1], [])
     assert m == dict.fromkeys(METRICS, 0.0)
 
 
-def test_result_errors(shared_data, tmp_path):
-    gt = shared_data / FILES[0]
+def test_result_errors(real_samples, tmp_path):
+    gt = real_samples / FILES[0]
     res = gt_as_results(gt)
     bad = [dict(r) for r in res] + [dict(res[0], image_id=12345), dict(res[0], image_id=777)]
     f = tmp_path / "res.json"
@@ -105,8 +105,8 @@ def test_result_errors(shared_data, tmp_path):
         evaluate_keypoints(broken, res)
 
 
-def test_crowding_buckets(shared_data):
-    gt = shared_data / FILES[1]
+def test_crowding_buckets(real_samples):
+    gt = real_samples / FILES[1]
     ious = max_pair_iou(gt)
     assert ious[1] == 0.0
     assert ious[2] == pytest.approx(0.5875, abs=1e-3) and ious[3] == pytest.approx(0.7808, abs=1e-3)
@@ -120,8 +120,8 @@ def test_crowding_buckets(shared_data):
     assert table.splitlines()[2].split()[:3] == ["0.1-0.5", "0", "-"]
 
 
-def test_cli_json_and_table(shared_data, tmp_path, capsys):
-    gt = shared_data / FILES[0]
+def test_cli_json_and_table(real_samples, tmp_path, capsys):
+    gt = real_samples / FILES[0]
     f = tmp_path / "res.json"
     f.write_text(json.dumps(gt_as_results(gt, shift=6.0, seed=1)))
     assert main(["eval", "--gt", str(gt), "--results", str(f), "--json"]) == 0

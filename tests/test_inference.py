@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnpose.config import get_profile
-from rnnpose.inference import ae_maps, input_size_for, predict_ae
+from rnnpose.inference import AEMaps, ae_maps, input_size_for, predict_ae, refine_missing_joints
 from rnnpose.models.hourglass import AEOutput, PoseNet
 from rnnpose.skeleton import FLIP_INDEX
 
@@ -111,3 +111,52 @@ def test_real_network_end_to_end_on_a_rectangular_image():
 def test_bad_image_is_refused():
     with pytest.raises(ValueError):
         ae_maps(DotNet(), np.zeros((10, 10), np.uint8), PROFILE)
+
+
+def _refine_case():
+    """Decoded people (heatmap px) and hand-built averaged AE maps (16x16, one tag dimension).
+
+    Person A: nose at (3.25, 9.75) and left shoulder at (4, 12), tags 2.0 and 2.2 there (mean
+    2.1); person B: nose (12, 2) and left shoulder (13, 4), tags 5.0 (mean 5.0); person C: no
+    joint found. Everywhere else the tag is 9. The left wrist (joint 9) is missing for all:
+    its averaged heatmap peaks at (7, 6) with 0.9 (tag 5.1) and at (2, 13) with 0.6 (tag 2.0).
+    """
+    heat = np.zeros((17, 16, 16), np.float32)
+    tags = np.full((17, 16, 16, 1), 9.0, np.float32)
+    tags[0, 10, 3], tags[5, 12, 4] = 2.0, 2.2  # person A's found joints (x, y) = (3, 10), (4, 12)
+    tags[0, 2, 12], tags[5, 4, 13] = 5.0, 5.0  # person B's
+    heat[9, 6, 7], tags[9, 6, 7] = 0.9, 5.1  # the stronger wrist, B's tag
+    heat[9, 13, 2], tags[9, 13, 2] = 0.6, 2.0  # the weaker wrist, A's tag
+    heat[9, 6, 6], heat[9, 5, 7] = 0.4, 0.3  # (7, 6)'s higher neighbours: left and up
+    heat[9, 13, 3], heat[9, 14, 2] = 0.3, 0.2  # (2, 13)'s: right and down
+    kp = np.zeros((3, 17, 3), np.float32)
+    kp[0, 0], kp[0, 5] = (3.25, 9.75, 0.8), (4.0, 12.0, 0.5)
+    kp[1, 0], kp[1, 5] = (12.0, 2.0, 0.7), (13.0, 4.0, 0.6)
+    maps = AEMaps(heatmaps=heat, tags=tags, features=np.zeros((2, 16, 16), np.float32),
+                  to_heatmap=np.array([[0.25, 0, 0], [0, 0.25, 0]]), stride=4)  # fmt: skip
+    return kp, maps
+
+
+def test_refine_missing_joints_fills_each_person_by_its_own_tag():
+    kp, maps = _refine_case()
+    out = refine_missing_joints(kp, maps)
+    assert out.shape == (3, 17, 3) and out.dtype == np.float32
+    # the wrist goes to the peak whose tag is the person's, not to the higher one, a quarter
+    # pixel toward the higher neighbours, with the averaged heatmap's value as its score
+    np.testing.assert_array_equal(out[0, 9], np.float32([2.25, 13.25, 0.6]))
+    np.testing.assert_array_equal(out[1, 9], np.float32([6.75, 5.75, 0.9]))
+    # found joints unchanged, bit for bit; joints whose heatmap is 0 everywhere stay missing
+    for p in (0, 1):
+        np.testing.assert_array_equal(out[p, [0, 5]], kp[p, [0, 5]])
+        others = [j for j in range(17) if j not in (0, 5, 9)]
+        np.testing.assert_array_equal(out[p, others], 0.0)
+    np.testing.assert_array_equal(out[2], 0.0)  # nobody to take a tag from: left as it was
+
+
+def test_refine_missing_joints_without_missing_joints_is_the_identity():
+    kp, maps = _refine_case()
+    full = np.random.default_rng(0).uniform(0.5, 15, size=(2, 17, 3)).astype(np.float32)
+    np.testing.assert_array_equal(refine_missing_joints(full, maps), full)
+    assert refine_missing_joints(np.zeros((0, 17, 3)), maps).shape == (0, 17, 3)
+    with pytest.raises(ValueError):
+        refine_missing_joints(np.zeros((2, 16, 3)), maps)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from rnnpose.cli import main
 from rnnpose.evaluate import evaluate_keypoints
-from rnnpose.predict import Predictor, collect_images, predict_run
+from rnnpose.predict import Predictor, coco_results, collect_images, predict_run
 from rnnpose.train.ae import train_ae
 from rnnpose.train.rmpp import train_rmpp
 
@@ -112,8 +112,8 @@ def test_ae_run_refuses_rmpp_with_one_line(runs, odd_images, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_real_coco_images_results_are_accepted_by_pycocotools(runs, shared_data, tmp_path):
-    coco_dir = shared_data / "coco-val2017-sample"
+def test_real_coco_images_results_are_accepted_by_pycocotools(runs, real_samples, tmp_path):
+    coco_dir = real_samples / "coco-val2017-sample"
     gt_file = coco_dir / "test_coco.json"
     out = tmp_path / "coco"
     assert main(["predict", str(coco_dir), "--run", str(runs["rmpp"]), "--out", str(out),
@@ -165,7 +165,7 @@ def test_every_long_subcommand_takes_quiet(argv):
 def test_progress_is_silent_off_a_terminal_or_with_quiet(monkeypatch):
     import io
 
-    from rnnpose.train.common import progress
+    from rnnpose.progress import progress
 
     monkeypatch.delenv("RNNPOSE_QUIET", raising=False)
     monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
@@ -175,3 +175,150 @@ def test_progress_is_silent_off_a_terminal_or_with_quiet(monkeypatch):
     monkeypatch.setattr("sys.stderr", tty)
     assert not progress(range(3), file=tty).disable
     assert progress(range(3), quiet=True).disable
+
+
+def _image(seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def low_tau_run(runs, tmp_path_factory):
+    """The tiny RMPP run with tau lowered to the median of its joint maxima on ``_image()``:
+    after one epoch every maximum is below the paper's tau (every joint dropped), so this
+    copy keeps about half of them and drops the rest, which multi-scale then fills."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("low_tau") / "rmpp"
+    shutil.copytree(runs["rmpp"], run)
+    config = json.loads((run / "config.json").read_text())
+    maxima = Predictor(run).predict(_image()).decoded["heatmaps"].amax((2, 3))
+    config["profile"]["tau"] = float(maxima.median())
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def test_rmpp_multi_scale_decodes_at_scale_1_and_fills_only_missing_joints(low_tau_run):
+    """The paper's multi-scale RMPP (section 3.3): the decoder's people are those of the
+    single-scale pass; flip and scale 1.5 only fill the joints it dropped, by AE's refinement
+    on the averaged maps (each filled joint is the argmax of heatmap - round(tag distance to
+    the person's mean tag), checked here by brute force)."""
+    pred = Predictor(low_tau_run)
+    image = _image()
+    multi = pred.predict(image, flip=True, scales=(1.5, 1.0))  # scale 1 goes first for RMPP
+    # the features come from the unflipped scale-1 view (a batch of two views with flip, so
+    # equal to the plain pass up to rounding; bit for bit to the unrefined flip pass)
+    single = pred.predict(image, flip=True, refine=False)
+    plain = pred.predict(image)
+    for key in ("heatmaps", "p", "scores"):
+        assert torch.equal(single.decoded[key], multi.decoded[key])
+    for key in ("heatmaps", "p"):
+        torch.testing.assert_close(plain.decoded[key], multi.decoded[key], atol=1e-5, rtol=0)
+    assert "filled" not in single.decoded and "filled" not in plain.decoded
+    before, after = single.decoded["keypoints"], multi.decoded["keypoints"]
+    kept = before[..., 2] > 0
+    assert torch.equal(after[kept], before[kept])
+    filled = multi.decoded["filled"]
+    assert torch.equal(filled, ~kept & (after[..., 2] > 0))
+    assert filled.any() and (~kept).any()
+    heat, tags = multi.maps.heatmaps, multi.maps.tags  # [17,M,M], [17,M,M,2] (flip: 2 tags)
+    assert tags.shape[-1] == 2 and np.array_equal(multi.maps.features, single.maps.features)
+    for z, j in zip(*np.nonzero(filled.numpy()), strict=True):
+        found = np.nonzero(kept[z].numpy())[0]
+        xy = np.rint(before[z, found, :2].numpy()).astype(int)
+        mean = tags[found, xy[:, 1], xy[:, 0]].mean(axis=0)
+        score = heat[j] - np.round(np.sqrt(((tags[j] - mean) ** 2).sum(-1)))
+        y, x = np.unravel_index(np.argmax(score), score.shape)
+        assert abs(after[z, j, 0] - x) == 0.25 and abs(after[z, j, 1] - y) == 0.25
+        assert after[z, j, 2] == pytest.approx(heat[j, y, x])
+    # in original pixels: the same people, with the filled joints now written out
+    assert len(single.people) == len(multi.people)
+    for a, b in zip(single.people, multi.people, strict=True):
+        assert a["score"] == b["score"]
+        np.testing.assert_array_equal(a["keypoints"][a["keypoints"][:, 2] > 0],
+                                      b["keypoints"][a["keypoints"][:, 2] > 0])  # fmt: skip
+    # at scale 1 without flip the refinement is off unless asked for; asked for, it only adds
+    before = plain.decoded["keypoints"]
+    kept = before[..., 2] > 0
+    forced = pred.predict(image, refine=True).decoded
+    assert torch.equal(forced["keypoints"][kept], before[kept]) and forced["filled"].any()
+
+
+def test_eval_run_takes_flip_and_scales(low_tau_run, tiny_synth, tmp_path, capsys, monkeypatch):
+    data = tmp_path / "four"  # the first 4 images of the tiny set (cheap)
+    ann = json.loads((tiny_synth / "annotations.json").read_text())
+    ann["images"] = ann["images"][:4]
+    ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] <= 4]
+    (data / "images").mkdir(parents=True)
+    (data / "annotations.json").write_text(json.dumps(ann))
+    for im in ann["images"]:
+        (data / "images" / im["file_name"]).symlink_to(tiny_synth / "images" / im["file_name"])
+    argv = ["eval", "--run", str(low_tau_run), "--data", str(data), "--flip",
+            "--scales", "1", "1.5", "--json", "--quiet", "--device", "cpu"]  # fmt: skip
+    import rnnpose.predict
+
+    seen = []
+    real = rnnpose.predict.predict_split
+    monkeypatch.setattr(rnnpose.predict, "predict_split",
+                        lambda *a, **kw: seen.append(kw) or real(*a, **kw))  # fmt: skip
+    assert main(argv) == 0
+    assert seen[0]["flip"] is True and seen[0]["scales"] == (1.0, 1.5)
+    monkeypatch.undo()
+    printed = json.loads(capsys.readouterr().out)
+    gt, results = predict_run(low_tau_run, data, flip=True, scales=(1.0, 1.5), quiet=True)
+    assert printed["AP"] == pytest.approx(evaluate_keypoints(gt, results)["AP"])
+    _, plain = predict_run(low_tau_run, data, quiet=True)
+    joints = lambda rs: sum(int((np.reshape(r["keypoints"], (17, 3))[:, 2] > 0).sum())  # noqa: E731
+                            for r in rs)  # fmt: skip
+    assert len(results) == len(plain) > 0 and joints(results) > joints(plain)  # filled in
+    # the split decodes its images in lock-step: the people of one image at a time, up to
+    # rounding (a batch of 4 instead of 1 in the convolutions)
+    from rnnpose.data.coco import read_image
+
+    pred = Predictor(low_tau_run)
+    for im in ann["images"]:
+        one = pred.predict(read_image(data / "images" / im["file_name"]), flip=True,
+                           scales=(1.0, 1.5)).people  # fmt: skip
+        mine = [r for r in results if r["image_id"] == im["id"]]
+        assert len(mine) == len(one)
+        for r, q in zip(mine, one, strict=True):
+            assert r["score"] == pytest.approx(q["score"], abs=1e-5)
+            np.testing.assert_allclose(np.reshape(r["keypoints"], (17, 3)), q["keypoints"],
+                                       atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize("scales", [["0"], ["-1"], ["nan"], ["inf"], ["abc"], ["1", "0"]])
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_bad_scales_are_refused_with_one_line(runs, tiny_synth, tmp_path, capsys, scales,
+                                              command):  # fmt: skip
+    out = tmp_path / "o"
+    argv = (["eval", "--run", str(runs["ae"]), "--data", str(tiny_synth)] if command == "eval"
+            else ["predict", str(tiny_synth / "images" / "000000.png"), "--run", str(runs["ae"]),
+                  "--out", str(out)])  # fmt: skip
+    assert main([*argv, "--scales", *scales, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    bad = next(s for s in scales if s != "1")
+    assert err == [f"rnnpose {command}: error: --scales: {bad!r} is not a positive finite number"]
+    assert not out.exists()
+
+
+def test_rmpp_scales_must_include_1_and_gt_takes_no_scales(runs, tiny_synth, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["predict", str(tiny_synth / "images" / "000000.png"), "--run", str(runs["rmpp"]),
+            "--out", str(out), "--scales", "1.5", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the scales must include 1" in err[0] and str(runs["rmpp"]) in err[0]
+    assert not out.exists()
+    # the AE method has no such need; predict passes the scales on
+    assert main([*argv[:-1], "--method", "ae", "--flip", "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    from rnnpose.data.coco import read_image
+
+    want = Predictor(runs["rmpp"], method="ae").predict(
+        read_image(tiny_synth / "images" / "000000.png"), flip=True, scales=(1.5,)).people
+    other = Predictor(runs["rmpp"], method="ae").predict(
+        read_image(tiny_synth / "images" / "000000.png"), flip=True).people
+    assert res == coco_results(want, 1) != coco_results(other, 1)
+    gt = tiny_synth / "annotations.json"
+    assert main(["eval", "--gt", str(gt), "--results", str(gt), "--scales", "1"]) == 2
+    assert "need --run" in capsys.readouterr().err

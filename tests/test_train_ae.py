@@ -115,8 +115,8 @@ def test_cli_trains_and_refuses_a_mismatched_resume(data_dir, tmp_path, capsys):
     assert main([*args[:-2], "--out", str(tmp_path / "x"), "--data", str(tmp_path)]) == 2
 
 
-def test_real_coco_sample_via_ann_and_images(shared_data, tmp_path):
-    sample = shared_data / "coco-val2017-sample"
+def test_real_coco_sample_via_ann_and_images(real_samples, tmp_path):
+    sample = real_samples / "coco-val2017-sample"
     run = train_ae(
         PROFILE, None, tmp_path / "coco", epochs=1, quiet=True,
         ann_file=sample / "test_coco.json", image_root=sample,

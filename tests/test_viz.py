@@ -58,8 +58,8 @@ def test_draw_people_lines_styles_and_markers():
         ("ochuman-sample", "test_ochuman.json", 2, 2),
     ],
 )
-def test_sample_grid_on_real_files(shared_data, folder, name, n, cols):
-    root = shared_data / folder
+def test_sample_grid_on_real_files(real_samples, folder, name, n, cols):
+    root = real_samples / folder
     fig = sample_grid(root / name, root, n=n, cols=cols)
     assert isinstance(fig, Figure) and len(fig.axes) == n
     data = json.loads((root / name).read_text())

@@ -631,7 +631,7 @@ def dataset_files(data_dir: PathLike) -> tuple[Path, Path]:
 def _write_dataset(
     preset: str, num: int, seed: int, size: int, out_dir: Path, quiet: bool
 ) -> None:
-    from rnnpose.train.common import progress
+    from rnnpose.progress import progress
 
     images, annotations = [], []
     img_dir = out_dir / "images"

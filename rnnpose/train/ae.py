@@ -36,6 +36,7 @@ from rnnpose.data.coco import CocoPoseDataset, collate
 from rnnpose.io import DataError, PathLike
 from rnnpose.losses.ae import ae_loss
 from rnnpose.models.hourglass import PoseNet
+from rnnpose.progress import progress
 from rnnpose.targets import shared_heatmaps, tag_indices, to_heatmap
 from rnnpose.train.accel import (
     SWITCH,
@@ -46,13 +47,7 @@ from rnnpose.train.accel import (
     resolve_switch,
     setup_distributed,
 )
-from rnnpose.train.common import (
-    NonFiniteLossError,
-    RunDir,
-    check_finite,
-    progress,
-    seed_everything,
-)
+from rnnpose.train.common import NonFiniteLossError, RunDir, check_finite, seed_everything
 
 
 def data_paths(

@@ -1,4 +1,5 @@
-"""What every training loop shares: seeding, the run folder, progress bars, the NaN guard.
+"""What every training loop shares: seeding, the run folder, the NaN guard
+(progress bars: :mod:`rnnpose.progress`).
 
 A run folder holds ``config.json`` (profile, command-line options, environment stamp),
 ``last.pt`` (the newest checkpoint, written atomically after every epoch), ``epoch_NNN.pt``
@@ -8,16 +9,12 @@ and ``log.jsonl`` (one JSON line per epoch). ``--resume`` continues from ``last.
 from __future__ import annotations
 
 import json
-import os
 import random
-import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from rnnpose.checkpoint import load_checkpoint
 from rnnpose.io import DataError, PathLike, atomic_write_json, env_stamp, read_json
@@ -32,12 +29,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (seed the legacy global state too)
     torch.manual_seed(seed)
-
-
-def progress(iterable: Iterable | None = None, *, quiet: bool = False, **kwargs: Any) -> tqdm:
-    """A tqdm bar that is silent with ``quiet`` or when stderr is not a terminal."""
-    disable = quiet or not sys.stderr.isatty() or bool(os.environ.get("RNNPOSE_QUIET"))
-    return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
 
 
 def check_finite(loss: torch.Tensor, *, step: int, epoch: int, run_dir: PathLike | None) -> None:

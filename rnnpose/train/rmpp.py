@@ -28,6 +28,7 @@ from rnnpose.io import DataError, PathLike
 from rnnpose.losses.rmpp import LOSS_CONFIGS
 from rnnpose.models.rmpp import RMPP, mix_seed
 from rnnpose.orderings import ORDERINGS
+from rnnpose.progress import progress
 from rnnpose.targets import person_heatmaps, to_heatmap
 from rnnpose.train.accel import (
     SWITCH,
@@ -41,7 +42,7 @@ from rnnpose.train.accel import (
     resolve_switch,
     setup_distributed,
 )
-from rnnpose.train.common import NonFiniteLossError, RunDir, check_finite, progress
+from rnnpose.train.common import NonFiniteLossError, RunDir, check_finite
 
 #: The ablation switches of section 4 (None = the profile's value).
 DEFAULT_OPTIONS: dict[str, Any] = {
