@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rnnpose.io import atomic_write_text
+from rnnpose import cli_types
+from rnnpose.io import DataError, atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -121,8 +122,8 @@ def build_html() -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", choices=["tiny", "cpu", "paper"])
     parser.add_argument("--data-root", default="", help="COCO/OCHuman root (profile paper)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", type=cli_types.device, default="cpu")
+    parser.add_argument("--seed", type=cli_types.seed, default=0)
     parser.add_argument("--force", action="store_true", help="re-execute every notebook")
     parser.add_argument("--only", nargs="*", help="notebook stems to execute")
     parser.add_argument("--no-html", action="store_true", help="execute only")
@@ -130,6 +131,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # `widgets` False: the book shows static figures (widgets do not run in static HTML)
+    if args.data_root and not Path(args.data_root).is_dir():
+        raise DataError(f"{args.data_root}: no such folder (--data-root)")
+    unknown = sorted(set(args.only or ()) - {p.stem for p in notebook_paths()})
+    if unknown:
+        raise DataError(f"--only: no notebook named {', '.join(unknown)} (see notebooks/)")
     params = {"profile": args.profile, "data_root": args.data_root, "device": args.device,
               "seed": args.seed, "widgets": False}  # fmt: skip
     t0 = time.perf_counter()
@@ -145,9 +151,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rnnpose.book", description=__doc__)
+    parser = cli_types.OneLineParser(prog="python -m rnnpose.book", description=__doc__)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except DataError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

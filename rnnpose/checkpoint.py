@@ -99,7 +99,28 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
     for key in ("model", "config", "epoch", "step"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint lacks the field {key!r}")
+    check_payload(payload, path)
     return payload
+
+
+def check_payload(payload: dict[str, Any], path: PathLike) -> None:
+    """The types of a checkpoint's fields: weights a name -> tensor map, ``config`` (and
+    ``optimizer``, ``rng``, ``extra`` when present) objects, ``epoch``/``step`` counts."""
+    model = payload["model"]
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        raise CheckpointError(f"{path}: field 'model' must map parameter names to tensors")
+    for key in ("epoch", "step"):
+        v = payload[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise CheckpointError(f"{path}: field {key!r} must be an integer >= 0, got "
+                                  f"{repr(v)[:40]}")  # fmt: skip
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{path}: field 'config' must be an object")
+    for key in ("optimizer", "scheduler", "rng", "extra"):
+        if payload.get(key) is not None and not isinstance(payload[key], dict):
+            raise CheckpointError(f"{path}: field {key!r} must be an object")
 
 
 def restore_training_state(
@@ -123,12 +144,19 @@ def restore_training_state(
             f"{source}: field 'model': the weights do not fit this model (was it trained with "
             f"another profile?): {' '.join(lines) or exc}"
         ) from None
+    bad_state = (ValueError, KeyError, TypeError, IndexError, RuntimeError)
     if optimizer is not None and payload.get("optimizer") is not None:
         try:
             optimizer.load_state_dict(payload["optimizer"])
-        except ValueError as exc:
+        except bad_state as exc:
             raise CheckpointError(f"{source}: field 'optimizer': {exc}") from None
     if scheduler is not None and payload.get("scheduler") is not None:
-        scheduler.load_state_dict(payload["scheduler"])
+        try:
+            scheduler.load_state_dict(payload["scheduler"])
+        except bad_state as exc:
+            raise CheckpointError(f"{source}: field 'scheduler': {exc}") from None
     if rng and payload.get("rng") is not None:
-        restore_rng(payload["rng"])
+        try:
+            restore_rng(payload["rng"])
+        except bad_state as exc:
+            raise CheckpointError(f"{source}: field 'rng': cannot restore ({exc})") from None

@@ -2,7 +2,8 @@
 
 Each subcommand lives in the module that holds its logic, which exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches and turns the
-package's input errors into one clear line on stderr (exit status 2).
+package's input errors into one clear line on stderr (exit status 2). Numbers and paths are
+checked by argparse itself (the types of :mod:`rnnpose.cli_types`), before any command runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import sys
 
 from rnnpose.checkpoint import CheckpointError
+from rnnpose.cli_types import OneLineParser
 from rnnpose.io import DataError
 
 #: subcommand -> (module, one-line help)
@@ -27,7 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     from rnnpose import __version__
 
-    parser = argparse.ArgumentParser(prog="rnnpose", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="rnnpose", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"rnnpose {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
@@ -40,14 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad argument (one line already printed), --help, --version
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    command = " ".join(filter(None, (args.command, getattr(args, "stage", None))))
     try:
         return int(args._run(args) or 0)
     except (DataError, CheckpointError) as exc:
-        print(f"rnnpose {args.command}: error: {exc}", file=sys.stderr)
+        print(f"rnnpose {command}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused a write or read that the checks allowed
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"rnnpose {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rnnpose {args.command}: interrupted", file=sys.stderr)
+        print(f"rnnpose {command}: interrupted", file=sys.stderr)
         return 130
 
 

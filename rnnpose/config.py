@@ -93,10 +93,20 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
+        """A profile read back from a file: unknown fields, wrong types and values out of
+        range (see :func:`check_profile_values`) raise ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a profile must be an object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown profile field(s): {', '.join(unknown)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.name not in data and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)  # fmt: skip
+        if missing:
+            raise ValueError(f"missing profile field(s): {', '.join(missing)}")
+        check_profile_values(data)
         return cls(**data)
 
     def digest(self) -> str:
@@ -124,6 +134,48 @@ class Profile:
         extra = {"features": 0, "features+tags": NUM_JOINTS * self.tag_dim,
                  "features+maps": NUM_JOINTS * (1 + self.tag_dim)}[self.rmpp_input]  # fmt: skip
         return self.nstack * self.feat_channels + extra
+
+
+#: numeric profile fields that must be > 0; every other number must be >= 0
+POSITIVE_FIELDS: frozenset[str] = frozenset({
+    "input_size", "output_size", "sigma", "nstack", "hg_channels", "hg_depth",
+    "feat_channels", "tag_dim", "max_people", "lstm1_hidden", "lstm1_depth", "lstm2_hidden",
+    "lstm2_depth", "T", "max_iterations", "ae_epochs", "ae_lr", "ae_batch_size", "rmpp_epochs",
+    "rmpp_lr", "rmpp_batch_size",
+})  # fmt: skip
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,),
+                                        "bool": (bool,)}  # fmt: skip
+
+
+def check_profile_values(data: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first field of ``data`` (a profile as a dict) whose
+    type is not its annotation's (no bools for numbers) or whose value is out of range:
+    numbers finite and >= 0 (> 0 for :data:`POSITIVE_FIELDS`), omega in (0, 1), ``extra`` an
+    object, ``input_size`` a multiple of ``output_size``."""
+    for f in dataclasses.fields(Profile):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        kind = str(f.type)
+        if kind.startswith("dict"):
+            if not isinstance(v, dict):
+                raise ValueError(f"field {f.name!r} must be an object")
+            continue
+        types = _TYPES.get(kind)
+        if types is None:
+            continue
+        if not isinstance(v, types) or (kind != "bool" and isinstance(v, bool)):
+            raise ValueError(f"field {f.name!r} must be of type {kind}, got {repr(v)[:40]}")
+        if kind not in ("int", "float"):
+            continue
+        least = "> 0" if f.name in POSITIVE_FIELDS else ">= 0"
+        if not math.isfinite(v) or v < 0 or (v == 0 and f.name in POSITIVE_FIELDS):
+            raise ValueError(f"field {f.name!r} must be a finite number {least}, got {v}")
+    if "omega" in data and not 0 < data["omega"] < 1:
+        raise ValueError(f"field 'omega' must lie in (0, 1), got {data['omega']}")
+    if data.get("input_size", 1) % data.get("output_size", 1):
+        raise ValueError(f"field 'input_size' ({data['input_size']}) must be a multiple of "
+                         f"'output_size' ({data['output_size']})")  # fmt: skip
 
 
 PROFILES: dict[str, Profile] = {

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import io
 import json
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from rnnpose import cli_types
 from rnnpose.data.coco import coco_from_dict, validate_coco
 from rnnpose.io import DataError, PathLike, read_json
 from rnnpose.skeleton import NUM_JOINTS
@@ -34,7 +36,25 @@ def load_gt(gt: PathLike | COCO) -> COCO:
     """A validated ground-truth ``COCO`` (a ``COCO`` object is passed through)."""
     if isinstance(gt, COCO):
         return gt
-    return coco_from_dict(validate_coco(read_json(gt), gt, need_area=True))
+    coco = coco_from_dict(validate_coco(read_json(gt), gt, need_area=True))
+    if not coco.getImgIds():
+        raise DataError(f"{gt}: empty dataset (zero images)")
+    return coco
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _flat_keypoints(kp: Any) -> list[Any] | None:
+    """A flat list of ``kp`` (flat, or one level of rows as in ``[17][3]``), or None."""
+    if isinstance(kp, np.ndarray):
+        return kp.ravel().tolist()
+    if not isinstance(kp, (list, tuple)):
+        return None
+    if kp and all(isinstance(row, (list, tuple)) for row in kp):
+        return [x for row in kp for x in row]
+    return list(kp)
 
 
 def check_results(results: Any, coco: COCO, source: str) -> list[dict]:
@@ -50,14 +70,22 @@ def check_results(results: Any, coco: COCO, source: str) -> list[dict]:
                 raise DataError(
                     f"{source}: result #{k} (image {r.get('image_id')}): missing {key!r}"
                 )
-        kp = np.asarray(r["keypoints"], dtype=np.float64).ravel()
-        if kp.size != 3 * NUM_JOINTS:
-            raise DataError(
-                f"{source}: result #{k} (image {r['image_id']}): 'keypoints' must hold "
-                f"{3 * NUM_JOINTS} numbers, got {kp.size}"
-            )
+        where = f"{source}: result #{k} (image {str(r['image_id'])[:40]})"
+        flat = _flat_keypoints(r["keypoints"])
+        if flat is None or len(flat) != 3 * NUM_JOINTS:
+            got = type(r["keypoints"]).__name__ if flat is None else len(flat)
+            raise DataError(f"{where}: 'keypoints' must hold {3 * NUM_JOINTS} numbers, got {got}")
+        bad = next((x for x in flat if not _is_number(x)), None)
+        if bad is not None:
+            raise DataError(f"{where}: 'keypoints' holds a non-number ({repr(bad)[:40]})")
+        if not _is_number(r["score"]):
+            raise DataError(f"{where}: 'score' must be a number, got {repr(r['score'])[:40]}")
+        if "category_id" in r and not (isinstance(r["category_id"], int)
+                                       and not isinstance(r["category_id"], bool)):  # fmt: skip
+            raise DataError(f"{where}: 'category_id' must be an integer")
+        kp = np.asarray(flat, dtype=np.float64)
         if not np.isfinite(kp).all() or not np.isfinite(float(r["score"])):
-            raise DataError(f"{source}: result #{k} (image {r['image_id']}): non-finite value")
+            raise DataError(f"{where}: non-finite value")
         out.append(
             {
                 "image_id": r["image_id"],
@@ -110,6 +138,8 @@ def evaluate_keypoints(
     ``results`` is a list (or a JSON file) of ``{"image_id", "category_id", "keypoints",
     "score"}``; ``image_ids`` restricts the evaluation to those images. No results: zeros.
     """
+    if int(max_dets) < 1:
+        raise DataError(f"--max-dets must be >= 1, got {max_dets}")
     coco = load_gt(gt)
     if isinstance(results, (str, Path)):
         source = str(results)
@@ -223,12 +253,16 @@ def format_table(metrics: dict[str, Any] | list[dict[str, Any]], title: str = ""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--gt", type=Path, help="ground-truth COCO keypoint file")
-    src.add_argument("--run", type=Path, help="a trained run folder (predicts first)")
-    parser.add_argument("--results", type=Path, help="COCO keypoint results file (with --gt)")
-    parser.add_argument("--data", type=Path, help="dataset folder to predict on (with --run)")
+    src.add_argument("--gt", type=cli_types.existing_file, help="ground-truth COCO keypoint file")
+    src.add_argument("--run", type=cli_types.run_folder,
+                     help="a trained run folder (predicts first)")  # fmt: skip
+    parser.add_argument("--results", type=cli_types.existing_file,
+                        help="COCO keypoint results file (with --gt)")  # fmt: skip
+    parser.add_argument("--data", type=cli_types.existing_folder,
+                        help="dataset folder to predict on (with --run)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--max-dets", type=int, default=20, help="people per image (20)")
+    parser.add_argument("--max-dets", type=cli_types.integer(1), default=20,
+                        help="people per image (20)")  # fmt: skip
     parser.add_argument(
         "--by-crowding", action="store_true", help="also AP per max-pair-IoU bucket"
     )
@@ -239,8 +273,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_scale_arguments(parser)  # with --run
     parser.add_argument(
-        "--device", default=None, help="with --run: cpu, cuda, ... (default: cuda if available)"
-    )
+        "--device", type=cli_types.device, default=None,
+        help="with --run: cpu, cuda, ... (default: cuda if available)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

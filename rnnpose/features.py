@@ -10,6 +10,9 @@ features) feed :class:`rnnpose.models.rmpp.FeatureNorm`.
 from __future__ import annotations
 
 import hashlib
+import pickle
+import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +119,12 @@ def extract_features(
     """
     if cache_file is not None and Path(cache_file).is_file():
         try:
-            return load_feature_set(cache_file)
-        except (ValueError, KeyError, RuntimeError, EOFError):
-            pass  # stale or unreadable cache: recompute and overwrite
+            cached = load_feature_set(cache_file)
+        except ValueError:
+            cached = None  # stale, unreadable or not a feature cache: recompute and overwrite
+        ids = getattr(dataset, "image_ids", None)
+        if cached is not None and (ids is None or cached.image_ids == [int(i) for i in ids]):
+            return cached
     ae_model.eval()
     feats: list[torch.Tensor] = []
     kps: list[torch.Tensor] = []
@@ -138,12 +144,35 @@ def extract_features(
     mean, var = stats.result()
     fs = FeatureSet(torch.cat(feats), kps, ids, mean, var)
     if cache_file is not None:
-        atomic_write(cache_file, lambda fh: torch.save(fs.to_payload(), fh))
+        try:
+            atomic_write(cache_file, lambda fh: torch.save(fs.to_payload(), fh))
+        except OSError as exc:  # a read-only AE run: go on without the cache
+            print(f"note: {cache_file}: feature cache not written ({exc.strerror or exc})",
+                  file=sys.stderr)  # fmt: skip
     return fs
 
 
 def load_feature_set(path: PathLike) -> FeatureSet:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    """A cached :class:`FeatureSet`; ``ValueError`` if the file cannot be read, is of another
+    cache version, or does not hold a feature set of consistent shapes."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
+            zipfile.BadZipFile) as exc:  # fmt: skip
+        raise ValueError(f"{path}: unreadable feature cache ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: not a feature cache (a {type(payload).__name__})")
     if payload.get("version") != CACHE_VERSION:
         raise ValueError(f"{path}: feature cache version {payload.get('version')} is stale")
+    feats, kps, ids = payload.get("features"), payload.get("keypoints"), payload.get("image_ids")
+    mean, var = payload.get("mean"), payload.get("var")
+    ok = (isinstance(feats, torch.Tensor) and feats.dim() == 4
+          and isinstance(kps, list) and len(kps) == feats.shape[0]
+          and all(isinstance(k, torch.Tensor) and k.dim() == 3 for k in kps)
+          and isinstance(ids, list) and len(ids) == feats.shape[0]
+          and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+          and all(isinstance(t, torch.Tensor) and t.shape == (feats.shape[1],)
+                  for t in (mean, var)))  # fmt: skip
+    if not ok:
+        raise ValueError(f"{path}: not a feature cache of consistent shapes")
     return FeatureSet.from_payload(payload)

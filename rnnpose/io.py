@@ -63,6 +63,32 @@ def read_json(path: PathLike) -> Any:
         ) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise DataError(f"{path}: unreadable JSON ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def check_output_dir(path: PathLike) -> Path:
+    """Refuse, before anything is written, an output folder that cannot be one: an existing
+    file, a path under a file, or a folder (or its nearest existing parent) that is not
+    writable (no permission, read-only file system). Returns ``path`` as a ``Path``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: is a file, not a folder")
+    probe = path
+    while not probe.exists() and probe.parent != probe:  # the nearest existing ancestor
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DataError(f"{path}: cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == path else f"cannot be created: {probe}: "
+        raise DataError(
+            f"{path}: {where}not writable (no write permission or a read-only file system)"
+        )
+    return path
 
 
 def git_commit(cwd: PathLike | None = None) -> str:

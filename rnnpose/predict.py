@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rnnpose import cli_types
 from rnnpose.config import Profile
 from rnnpose.io import DataError, PathLike, atomic_write, atomic_write_json
 from rnnpose.progress import progress
@@ -188,7 +189,6 @@ def predict_split(
         predict_kw["scales"] = predictor.check_scales(predict_kw["scales"])
     plain = (not predict_kw.get("flip") and not predict_kw.get("refine")
              and tuple(predict_kw.get("scales", (1.0,))) == (1.0,))  # fmt: skip
->>>>>>> i15a
     if predictor.method == "rmpp" and plain:
         return _rmpp_split(predictor, ann_file, image_root, quiet=quiet,
                            omega=predict_kw.get("omega"))  # fmt: skip
@@ -280,17 +280,29 @@ def collect_images(inputs: Sequence[PathLike]) -> list[Path]:
 
 
 def check_images(paths: Sequence[Path]) -> None:
-    """Refuse, before any output is written, a file that is not an image PIL can identify."""
-    from PIL import Image, UnidentifiedImageError
+    """Refuse, before any output is written, a file that is not an image PIL can identify
+    (or whose header claims more pixels than PIL's decompression-bomb limit)."""
+    from rnnpose.data.coco import image_size
 
     for path in paths:
-        try:
-            with Image.open(path) as im:
-                im.size  # noqa: B018 (the header is parsed on open)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            raise DataError(
-                f"{path}: unreadable or corrupt image (not a format PIL can identify)"
-            ) from None
+        image_size(path)
+
+
+def output_names(paths: Sequence[Path]) -> list[str]:
+    """One output name per input, unique even when inputs from different folders share a
+    file name: the stem, then ``stem-2``, ``stem-3``, ... in input order. Names are compared
+    case-blind (case-insensitive file systems) and never meet another's ``_iterations``
+    strip."""
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        name, k = path.stem, 1
+        while name.casefold() in used or f"{name}_iterations".casefold() in used:
+            k += 1
+            name = f"{path.stem}-{k}"
+        used.update({name.casefold(), f"{name}_iterations".casefold()})
+        names.append(name)
+    return names
 
 
 def parse_scales(values: Sequence[str] | None) -> tuple[float, ...]:
@@ -327,11 +339,14 @@ def _save_figure(fig: Any, path: Path) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    parser.add_argument("--run", required=True, help="a trained AE or RMPP run folder")
+    parser.add_argument("--run", required=True, type=cli_types.run_folder,
+                        help="a trained AE or RMPP run folder")  # fmt: skip
     parser.add_argument("--method", choices=["rmpp", "ae"], help="default: the run's own")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, type=cli_types.output_folder,
+                        help="output folder")  # fmt: skip
     add_scale_arguments(parser)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=cli_types.device,
+                        default="cuda" if torch.cuda.is_available() else "cpu")  # fmt: skip
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -342,22 +357,30 @@ def run(args: argparse.Namespace) -> int:
     scales = parse_scales(args.scales)
     images = collect_images(args.inputs)
     check_images(images)
+    names = output_names(images)
     predictor = Predictor(args.run, method=args.method, device=args.device)
     scales = predictor.check_scales(scales)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, files = [], []
-    for i, path in enumerate(progress(images, quiet=args.quiet, desc="predict"), start=1):
+    pairs = list(zip(images, names, strict=True))
+    for i, (path, name) in enumerate(progress(pairs, quiet=args.quiet, desc="predict"), start=1):
         image = read_image(path)
         pred = predictor.predict(image, flip=args.flip, scales=scales)
         results.extend(coco_results(pred.people, i))
-        files.append({"id": i, "file_name": str(path), "height": image.shape[0],
-                      "width": image.shape[1]})  # fmt: skip
+        record = {"id": i, "file_name": str(path), "height": image.shape[0],
+                  "width": image.shape[1], "figure": f"{name}.png"}  # fmt: skip
         _save_figure(prediction_figure(image, pred, title=f"{path.name} ({predictor.method})"),
-                     out / f"{path.stem}.png")  # fmt: skip
+                     out / record["figure"])  # fmt: skip
         if pred.decoded:
-            _save_figure(iteration_strip(pred), out / f"{path.stem}_iterations.png")
+            record["iterations"] = f"{name}_iterations.png"
+            _save_figure(iteration_strip(pred), out / record["iterations"])
+        files.append(record)
     atomic_write_json(out / "results.json", results)
     atomic_write_json(out / "images.json", files)
-    print(f"{len(images)} image(s), {len(results)} people -> {out}")
+    for path, name in pairs:
+        if name != path.stem:
+            print(f"{path}: file name taken by an earlier input; figure {name}.png")
+    print(f"{len(images)} image(s), {len(results)} people -> {out} (images.json maps inputs "
+          f"to figures)")  # fmt: skip
     return 0

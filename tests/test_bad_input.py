@@ -4,9 +4,12 @@ they train and predict. A NaN loss stops training at a named step, last checkpoi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +151,7 @@ def test_corrupt_image_in_predict_writes_nothing(crowd_runs, crowd_data, tmp_pat
     assert not out.exists()  # refused before the first figure
 
 
-def test_empty_dataset_and_empty_folder(crowd_data, tmp_path, capsys):
+def test_empty_dataset_and_empty_folder(crowd_runs, crowd_data, tmp_path, capsys):
     data = _copy_data(crowd_data, tmp_path / "d")
     doc = json.loads((data / "annotations.json").read_text())
     doc["images"], doc["annotations"] = [], []
@@ -157,7 +160,7 @@ def test_empty_dataset_and_empty_folder(crowd_data, tmp_path, capsys):
     one_error_line(capsys, str(data / "annotations.json"), "empty dataset (zero images)")
     empty = tmp_path / "nothing"
     empty.mkdir()
-    assert main(["predict", str(empty), "--run", str(tmp_path / "run"), "--out",
+    assert main(["predict", str(empty), "--run", str(crowd_runs["ae"]), "--out",
                  str(tmp_path / "o"), "--quiet"]) == 2  # fmt: skip
     one_error_line(capsys, str(empty), "no image files")
 
@@ -321,3 +324,363 @@ def test_run_that_is_not_a_run_folder(crowd_data, tmp_path, capsys):
     assert main(["train", "rmpp", "--ae", str(tmp_path), "--data", str(crowd_data), "--out",
                  str(tmp_path / "r"), "--quiet"]) == 2  # fmt: skip
     one_error_line(capsys, str(tmp_path), "not a run folder (no config.json)")
+
+
+# ------------------------------------------------------------------ every bad argument (fuzz)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny, well-formed PNG whose header claims ``width`` x ``height`` pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))  # fmt: skip
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 8))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad(crowd_runs, crowd_data, tmp_path_factory) -> dict[str, Path]:
+    """The inputs of the fuzz cases, built once: spoiled copies of the crowd runs, bad results
+    and ground-truth files, a decompression bomb, data sets holding it or a wrong image size,
+    a regular file, and a folder the test marks read-only (see ``readonly``)."""
+    root = tmp_path_factory.mktemp("bad")
+    paths = {"root": root, "ae": crowd_runs["ae"], "rmpp": crowd_runs["rmpp"],
+             "data": crowd_data, "gt": crowd_data / "annotations.json"}  # fmt: skip
+    gt = json.loads(paths["gt"].read_text())
+    perfect = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+                "score": 1.0} for a in gt["annotations"]]  # fmt: skip
+
+    def results(name: str, edit) -> None:
+        recs = json.loads(json.dumps(perfect))
+        edit(recs[0])
+        (root / name).write_text(json.dumps(recs))
+
+    results("kp_string.json", lambda r: r["keypoints"].__setitem__(4, "12.5"))
+    results("score_string.json", lambda r: r.__setitem__("score", "0.9"))
+    (root / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (root / "empty_gt.json").write_text(json.dumps({**gt, "images": [], "annotations": []}))
+    (root / "perfect.json").write_text(json.dumps(perfect))
+    (root / "bomb.png").write_bytes(_png_claiming(100_000, 100_000))
+    (root / "a_file").write_text("not a folder\n")
+    # run folders whose config.json or checkpoint is wrong in type
+    for name in ("config_list", "negative_size", "epoch_string", "fresh_ae"):
+        (root / name).mkdir()
+        shutil.copy(crowd_runs["ae"] / "config.json", root / name / "config.json")
+    # the AE run without its feature cache: a case that extracted features would write one
+    shutil.copy(crowd_runs["ae"] / "last.pt", root / "fresh_ae" / "last.pt")
+    (root / "config_list" / "config.json").write_text("[1, 2, 3]\n")
+    cfg = json.loads((root / "negative_size" / "config.json").read_text())
+    cfg["profile"]["input_size"] = -64
+    (root / "negative_size" / "config.json").write_text(json.dumps(cfg))
+    payload = torch.load(crowd_runs["ae"] / "last.pt", weights_only=True)
+    payload["epoch"] = "1"
+    torch.save(payload, root / "epoch_string" / "last.pt")
+    # data sets: the bomb as the first image; a size the annotation does not state; the second
+    # image with a valid header but truncated data (met mid-epoch)
+    for name in ("bomb_data", "size_data", "truncated_data"):
+        shutil.copytree(crowd_data, root / name)
+    (root / "bomb_data" / "images" / "000000.png").write_bytes(_png_claiming(100_000, 100_000))
+    doc = json.loads((root / "size_data" / "annotations.json").read_text())
+    doc["images"][1]["width"] = 65
+    (root / "size_data" / "annotations.json").write_text(json.dumps(doc))
+    png = root / "truncated_data" / "images" / "000001.png"
+    png.write_bytes(png.read_bytes()[:200])
+    # a run inside a folder the test reports as read-only
+    (root / "readonly").mkdir()
+    shutil.copytree(crowd_runs["ae"], root / "readonly" / "ae",
+                    ignore=shutil.ignore_patterns("rmpp_features"))  # fmt: skip
+    paths.update({p.name: p for p in root.iterdir()})
+    return paths
+
+
+def _tree(*roots: Path) -> dict[str, str]:
+    """sha256 of every file (and '<dir>' for every folder) under ``roots``."""
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            out[str(p)] = "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+_AE = ["train", "ae", "--profile", "tiny", "--data", "{data}", "--out", "{root}/new",
+       "--epochs", "1", "--quiet", "--device", "cpu"]  # fmt: skip
+_RMPP = ["train", "rmpp", "--ae", "{ae}", "--data", "{data}", "--out", "{root}/new",
+         "--epochs", "1", "--batch-size", "3", "--T", "2", "--quiet", "--device", "cpu"]
+_EVAL = ["eval", "--gt", "{gt}", "--results", "{root}/perfect.json"]
+_PREDICT = ["predict", "{data}/images/000000.png", "--run", "{ae}", "--out", "{root}/new",
+            "--quiet", "--device", "cpu"]  # fmt: skip
+_SYNTH = ["synth", "--num", "2", "--size", "64", "--out", "{root}/new", "--quiet"]
+
+
+def _with(base: list[str], *changes: str) -> list[str]:
+    """``base`` with ``--flag value`` pairs replaced or added (a lone ``--flag`` is added)."""
+    argv = list(base)
+    items = list(changes)
+    while items:
+        flag = items.pop(0)
+        value = items.pop(0) if items and not items[0].startswith("--") else None
+        if flag in argv and value is not None:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag] + ([value] if value is not None else [])
+    return argv
+
+
+#: (id, argv, the command named in the error, a piece of the message)
+FUZZ: list[tuple[str, list[str], str, str]] = [
+    # numbers
+    ("ae-epochs-0", _with(_AE, "--epochs", "0"),
+     "train ae", "--epochs: must be an integer >= 1"),
+    ("ae-seed-neg", _with(_AE, "--seed", "-1"),
+     "train ae", "--seed: must be an integer in 0.."),
+    ("ae-seed-text", _with(_AE, "--seed", "abc"),
+     "train ae", "--seed: expected an integer"),
+    ("ae-workers-neg", _with(_AE, "--workers", "-1"),
+     "train ae", "--workers: must be an integer >= 0"),
+    ("ae-tag-weight-nan", _with(_AE, "--tag-weight", "nan"),
+     "train ae", "--tag-weight: must be a finite number"),
+    ("ae-tag-weight-neg", _with(_AE, "--tag-weight", "-0.1"),
+     "train ae", "--tag-weight: must be a number >= 0"),
+    ("ae-device-bogus", _with(_AE, "--device", "bogus"),
+     "train ae", "--device: not a device: 'bogus'"),
+    ("ae-device-absent", _with(_AE, "--device", "cuda:99"),
+     "train ae", "--device: cuda:99: "),
+    ("rmpp-T-0", _with(_RMPP, "--T", "0"),
+     "train rmpp", "--T: must be an integer >= 1, got 0"),
+    ("rmpp-lstm2-depth-0", _with(_RMPP, "--lstm2-depth", "0"),
+     "train rmpp", "--lstm2-depth: must be an integer >= 1"),
+    ("rmpp-loop-neg", _with(_RMPP, "--loop", "-1"),
+     "train rmpp", "--loop: must be an integer >= 0"),
+    ("rmpp-omega-nan", _with(_RMPP, "--omega", "nan"),
+     "train rmpp", "--omega: must be a finite number in (0, 1)"),
+    ("rmpp-omega-1", _with(_RMPP, "--omega", "1"),
+     "train rmpp", "--omega: must be a number in (0, 1), got 1"),
+    ("rmpp-omega-0", _with(_RMPP, "--omega", "0"),
+     "train rmpp", "--omega: must be a number in (0, 1), got 0"),
+    ("rmpp-omega-inf", _with(_RMPP, "--omega", "inf"),
+     "train rmpp", "--omega: must be a finite number"),
+    ("rmpp-batch-0", _with(_RMPP, "--batch-size", "0"),
+     "train rmpp", "--batch-size: must be an integer >= 1, got 0"),
+    ("rmpp-batch-neg", _with(_RMPP, "--batch-size", "-2"),
+     "train rmpp", "--batch-size: must be an integer >= 1, got -2"),
+    ("rmpp-max-images-0", _with(_RMPP, "--max-images", "0"),
+     "train rmpp", "--max-images: must be an integer >= 1"),
+    ("rmpp-epochs-0", _with(_RMPP, "--epochs", "0"),
+     "train rmpp", "--epochs: must be an integer >= 1"),
+    ("rmpp-seed-neg", _with(_RMPP, "--seed", "-1"),
+     "train rmpp", "--seed: must be an integer in 0.."),
+    ("rmpp-device-bogus", _with(_RMPP, "--device", "gpu"),
+     "train rmpp", "--device: not a device: 'gpu'"),
+    ("eval-max-dets-0", _with(_EVAL, "--max-dets", "0"),
+     "eval", "--max-dets: must be an integer >= 1, got 0"),
+    ("eval-max-dets-neg", _with(_EVAL, "--max-dets", "-1"),
+     "eval", "--max-dets: must be an integer >= 1, got -1"),
+    ("eval-device-bogus", ["eval", "--run", "{ae}", "--data", "{data}", "--device", "bogus"],
+     "eval", "--device: not a device"),
+    ("predict-device-bogus", _with(_PREDICT, "--device", "bogus"),
+     "predict", "--device: not a device"),
+    ("synth-num-0", _with(_SYNTH, "--num", "0"),
+     "synth", "--num: must be an integer >= 1, got 0"),
+    ("synth-size-8", _with(_SYNTH, "--size", "8"),
+     "synth", "--size: must be an integer >= 16, got 8"),
+    ("synth-seed-neg", _with(_SYNTH, "--seed", "-1"),
+     "synth", "--seed: must be an integer in 0.."),
+    ("book-seed-neg", ["book", "--seed", "-1", "--no-html"],
+     "book", "--seed: must be an integer in 0.."),
+    ("book-device-bogus", ["book", "--device", "bogus", "--no-html"],
+     "book", "--device: not a device"),
+    # paths
+    ("ae-out-is-file", _with(_AE, "--out", "{root}/a_file"),
+     "train ae", "a_file: is a file, not a folder"),
+    ("ae-out-under-file", _with(_AE, "--out", "{root}/a_file/run"),
+     "train ae", "a_file/run: cannot be created: "),
+    ("rmpp-out-under-file", _with(_RMPP, "--out", "{root}/a_file/run"),
+     "train rmpp", "a_file is a file, not a folder"),
+    ("predict-out-is-file", _with(_PREDICT, "--out", "{root}/a_file"),
+     "predict", "a_file: is a file, not a folder"),
+    ("synth-out-under-file", _with(_SYNTH, "--out", "{root}/a_file/d"),
+     "synth", "a_file is a file, not a folder"),
+    ("ae-data-missing", _with(_AE, "--data", "{root}/nothing"),
+     "train ae", "nothing: no such folder"),
+    ("ae-ann-is-folder", _with(_AE, "--ann", "{data}", "--images", "{data}/images"),
+     "train ae", "--ann: "),
+    ("eval-gt-missing", _with(_EVAL, "--gt", "{root}/nothing.json"),
+     "eval", "nothing.json: no such file"),
+    ("eval-results-folder", _with(_EVAL, "--results", "{root}"),
+     "eval", "is a folder, not a file"),
+    ("predict-run-not-run", _with(_PREDICT, "--run", "{data}"),
+     "predict", "not a run folder (no config.json)"),
+    ("rmpp-ae-is-file", _with(_RMPP, "--ae", "{root}/a_file"),
+     "train rmpp", "not a run folder (a file, not a folder)"),
+    ("rmpp-init-not-run", _with(_RMPP, "--init", "{data}"),
+     "train rmpp", "--init: "),
+    ("ae-missing-out", ["train", "ae", "--data", "{data}"],
+     "train ae", "the following arguments are required: --out"),
+    # no run is overwritten
+    ("rmpp-out-holds-rmpp", _with(_RMPP, "--out", "{rmpp}", "--ae", "{fresh_ae}"),
+     "train rmpp", "already holds an rmpp run; pass --resume"),
+    ("rmpp-out-is-its-ae", _with(_RMPP, "--out", "{ae}"),
+     "train rmpp", "already holds an ae run; pass --resume"),
+    ("rmpp-resume-into-ae", _with(_RMPP, "--out", "{ae}", "--resume"),
+     "train rmpp", "cannot resume: it holds an ae run, not rmpp"),
+    ("rmpp-resume-other-T",
+     _with(_RMPP, "--out", "{rmpp}", "--resume", "--T", "3", "--ae", "{fresh_ae}"),
+     "train rmpp", "cannot resume: the run was started with a different 'profile'"),
+    ("rmpp-resume-other-seed", _with(_RMPP, "--out", "{rmpp}", "--resume", "--seed", "5"),
+     "train rmpp", "different 'seed'"),
+    ("ae-out-holds-rmpp", _with(_AE, "--out", "{rmpp}"),
+     "train ae", "already holds an rmpp run; pass --resume"),
+    ("ae-out-holds-ae", _with(_AE, "--out", "{ae}"),
+     "train ae", "already holds an ae run; pass --resume"),
+    ("ae-resume-into-rmpp", _with(_AE, "--out", "{rmpp}", "--resume"),
+     "train ae", "cannot resume: it holds an rmpp run, not ae"),
+    # read-only output folders (os.access reports them so; see the test)
+    ("ae-out-readonly", _with(_AE, "--out", "{readonly}/run"),
+     "train ae", "cannot be created: "),
+    ("ae-resume-readonly", _with(_AE, "--out", "{readonly}/ae", "--resume", "--epochs", "2"),
+     "train ae", "readonly/ae: not writable"),
+    ("rmpp-out-readonly", _with(_RMPP, "--out", "{readonly}/run"),
+     "train rmpp", "not writable"),
+    ("predict-out-readonly", _with(_PREDICT, "--out", "{readonly}/p"),
+     "predict", "not writable"),
+    ("synth-out-readonly", _with(_SYNTH, "--out", "{readonly}/s"),
+     "synth", "not writable"),
+    # results and ground-truth files
+    ("eval-kp-string", _with(_EVAL, "--results", "{root}/kp_string.json"),
+     "eval", "result #0 (image 1): 'keypoints' holds a non-number ('12.5')"),
+    ("eval-score-string", _with(_EVAL, "--results", "{root}/score_string.json"),
+     "eval", "'score' must be a number, got '0.9'"),
+    ("eval-results-deep", _with(_EVAL, "--results", "{root}/deep.json"),
+     "eval", "deep.json: JSON nested too deeply to read"),
+    ("eval-gt-deep", _with(_EVAL, "--gt", "{root}/deep.json"),
+     "eval", "deep.json: JSON nested too deeply to read"),
+    ("eval-gt-empty", _with(_EVAL, "--gt", "{root}/empty_gt.json"),
+     "eval", "empty_gt.json: empty dataset (zero images)"),
+    # run folders and checkpoints of the wrong types
+    ("predict-config-list", _with(_PREDICT, "--run", "{config_list}"),
+     "predict", "config.json: expected a JSON object, got a list"),
+    ("eval-config-list", ["eval", "--run", "{config_list}", "--data", "{data}", "--quiet"],
+     "eval", "expected a JSON object, got a list"),
+    ("rmpp-ae-config-list", _with(_RMPP, "--ae", "{config_list}"),
+     "train rmpp", "expected a JSON object, got a list"),
+    ("ae-resume-config-list", _with(_AE, "--out", "{config_list}", "--resume"),
+     "train ae", "expected a JSON object, got a list"),
+    ("predict-negative-size", _with(_PREDICT, "--run", "{negative_size}"),
+     "predict", "field 'input_size' must be a finite number > 0, got -64"),
+    ("rmpp-ae-negative-size", _with(_RMPP, "--ae", "{negative_size}"),
+     "train rmpp", "field 'input_size' must be a finite number > 0"),
+    ("predict-epoch-string", _with(_PREDICT, "--run", "{epoch_string}"),
+     "predict", "last.pt: field 'epoch' must be an integer >= 0, got '1'"),
+    ("ae-resume-epoch-string", _with(_AE, "--out", "{epoch_string}", "--resume", "--epochs", "2"),
+     "train ae", "field 'epoch' must be an integer >= 0"),
+    # images: a decompression bomb, a size other than the annotation's, truncated data
+    ("predict-bomb", [*_PREDICT[:2], "{root}/bomb.png", *_PREDICT[2:]],
+     "predict", "bomb.png: unreadable or corrupt image (decompression-bomb guard: "),
+    ("ae-bomb", _with(_AE, "--data", "{bomb_data}"),
+     "train ae", "000000.png: unreadable or corrupt image (decompression-bomb guard"),
+    ("rmpp-bomb", _with(_RMPP, "--data", "{bomb_data}"),
+     "train rmpp", "unreadable or corrupt image (decompression-bomb guard"),
+    ("eval-run-bomb",
+     ["eval", "--run", "{ae}", "--data", "{bomb_data}", "--quiet", "--device", "cpu"],
+     "eval", "decompression-bomb guard"),
+    ("ae-size-mismatch", _with(_AE, "--data", "{size_data}"),
+     "train ae", "000001.png: image is 64x64 but"),
+    ("ae-truncated-image", _with(_AE, "--data", "{truncated_data}"),
+     "train ae", "000001.png: unreadable or corrupt image"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "command", "needle"), [c[1:] for c in FUZZ],
+                         ids=[c[0] for c in FUZZ])  # fmt: skip
+def test_every_bad_argument_is_one_line_and_exit_2(bad, argv, command, needle, capsys,
+                                                   monkeypatch):  # fmt: skip
+    """Exit 2, exactly one stderr line ``rnnpose COMMAND: error: ...``, no traceback, and not
+    one byte written: every file under the runs, the data and the case's folder keeps its
+    sha256, and no file or folder appears (``{root}/new`` is never created)."""
+    readonly = bad["readonly"]
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):  # as root, only a read-only mount refuses writes
+        p = Path(path).absolute()
+        if mode & os.W_OK and (p == readonly or readonly in p.parents):
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    argv = [a.format(**bad) for a in argv]
+    watched = (bad["root"], bad["ae"], bad["rmpp"], bad["data"])
+    before = _tree(*watched)
+    capsys.readouterr()
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"rnnpose {command}: error: "), lines[0]
+    assert needle in lines[0], (needle, lines[0])
+    assert _tree(*watched) == before
+
+
+# ------------------------------------------------------------------ not errors, but once lost
+
+
+def test_predict_keeps_one_output_per_input_when_names_collide(crowd_runs, crowd_data, tmp_path,
+                                                               capsys):  # fmt: skip
+    """Two inputs named x.png (and an X.PNG) from different folders: three figures, named in
+    input order x, X-2, x-3 (compared case-blind), mapped in images.json and printed."""
+    for folder, src, name in [("a", "000000.png", "x.png"), ("b", "000001.png", "x.png"),
+                              ("b", "000004.png", "X.PNG")]:  # fmt: skip
+        (tmp_path / folder).mkdir(exist_ok=True)
+        shutil.copy(crowd_data / "images" / src, tmp_path / folder / name)
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "a" / "x.png"), str(tmp_path / "b"), "--run",
+                 str(crowd_runs["ae"]), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    files = json.loads((out / "images.json").read_text())
+    inputs = [tmp_path / "a" / "x.png", tmp_path / "b" / "X.PNG", tmp_path / "b" / "x.png"]
+    assert [f["file_name"] for f in files] == [str(p) for p in inputs]
+    assert [f["figure"] for f in files] == ["x.png", "X-2.png", "x-3.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["X-2.png", "x-3.png", "x.png"]
+    assert f"{inputs[1]}: file name taken by an earlier input; figure X-2.png" in printed
+    assert f"{inputs[2]}: file name taken by an earlier input; figure x-3.png" in printed
+    # each figure is its own input's: the pictures differ as the inputs do
+    from PIL import Image
+
+    figs = [np.asarray(Image.open(out / f["figure"])) for f in files]
+    assert not np.array_equal(figs[0], figs[2]) and not np.array_equal(figs[1], figs[2])
+
+
+def test_output_names_never_meet_an_iteration_strip():
+    from rnnpose.predict import output_names
+
+    paths = [Path("a/p_iterations.png"), Path("b/p.png"), Path("c/p.png"), Path("d/P-2.jpg")]
+    assert output_names(paths) == ["p_iterations", "p-2", "p-3", "P-2-2"]
+
+
+@pytest.mark.parametrize("spoil", ["plain_tensor", "other_images", "garbage"])
+def test_a_spoiled_feature_cache_is_recomputed(crowd_runs, crowd_data, tmp_path, spoil):
+    """A cache file replaced by a plain tensor, one of other images, or bytes that are no
+    checkpoint at all: treated as stale, recomputed and rewritten (never a traceback)."""
+    from rnnpose.data.coco import CocoPoseDataset
+    from rnnpose.features import extract_features, load_feature_set
+    from rnnpose.train.ae import load_ae
+
+    model, prof = load_ae(crowd_runs["ae"])
+    ds = CocoPoseDataset(crowd_data / "annotations.json", crowd_data / "images", prof.input_size,
+                         prof.output_size)  # fmt: skip
+    fresh = extract_features(model, ds, batch_size=8)
+    cache = tmp_path / "f.pt"
+    if spoil == "plain_tensor":
+        torch.save(torch.zeros(3), cache)
+    elif spoil == "other_images":
+        extract_features(model, ds, batch_size=8, cache_file=cache)
+        payload = torch.load(cache, weights_only=True)
+        payload["image_ids"] = [i + 100 for i in payload["image_ids"]]
+        torch.save(payload, cache)
+    else:
+        cache.write_bytes(b"\x00" * 64)
+    got = extract_features(model, ds, batch_size=8, cache_file=cache)
+    assert got.image_ids == ds.image_ids and torch.equal(got.features, fresh.features)
+    assert load_feature_set(cache).image_ids == ds.image_ids  # rewritten

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,7 +119,74 @@ def test_checkpoint_of_another_model_gets_a_clear_error(tmp_path):
 
 
 def test_cli_version_and_help(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli_main(["--version"])
-    assert exc.value.code == 0
+    assert cli_main(["--version"]) == 0  # main returns argparse's exit status
     assert "rnnpose 0.1.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("input_size", -64, "field 'input_size' must be a finite number > 0, got -64"),
+    ("input_size", 0, "must be a finite number > 0, got 0"),
+    ("nstack", True, "field 'nstack' must be of type int, got True"),
+    ("T", 2.0, "field 'T' must be of type int"),
+    ("sigma", float("nan"), "field 'sigma' must be a finite number > 0, got nan"),
+    ("loop", -1, "field 'loop' must be a finite number >= 0"),
+    ("omega", 1.5, "field 'omega' must lie in (0, 1)"),
+    ("name", 3, "field 'name' must be of type str"),
+    ("extra", [], "field 'extra' must be an object"),
+    ("output_size", 24, "'input_size' (64) must be a multiple of 'output_size' (24)"),
+])  # fmt: skip
+def test_a_profile_read_back_is_checked(field, value, message):
+    good = PROFILES["tiny"].to_dict()
+    assert Profile.from_dict(dict(good)) == PROFILES["tiny"]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Profile.from_dict({**good, field: value})
+
+
+def test_profile_reader_refuses_a_list_and_missing_fields():
+    with pytest.raises(ValueError, match="a profile must be an object, got list"):
+        Profile.from_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="missing profile field"):
+        Profile.from_dict({"name": "x"})
+
+
+def test_output_folder_check(tmp_path, monkeypatch):
+    from rnnpose.io import check_output_dir
+
+    (tmp_path / "f").write_text("x")
+    assert check_output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    with pytest.raises(DataError, match="f: is a file, not a folder"):
+        check_output_dir(tmp_path / "f")
+    with pytest.raises(DataError, match=r"f/a/b: cannot be created: .*f is a file"):
+        check_output_dir(tmp_path / "f" / "a" / "b")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if Path(p) == tmp_path
+                        else real(p, m, *a, **k))  # fmt: skip
+    with pytest.raises(DataError, match=r"x: cannot be created: .*: not writable"):
+        check_output_dir(tmp_path / "x")
+    with pytest.raises(DataError, match=r": not writable \(no write permission or a read-only"):
+        check_output_dir(tmp_path)
+
+
+def test_argument_types_and_one_line_errors(capsys):
+    import argparse
+
+    from rnnpose import cli_types
+
+    assert cli_types.integer(1)("3") == 3 and cli_types.seed("0") == 0
+    assert cli_types.number(0, 1, open_low=True, open_high=True)("0.25") == 0.25
+    assert cli_types.device("cpu") == "cpu"
+    for parse, text in [(cli_types.integer(1), "0"), (cli_types.integer(0), "1.5"),
+                        (cli_types.seed, str(2**32)), (cli_types.number(0.0), "inf"),
+                        (cli_types.number(0.0), "-1e-9"), (cli_types.device, "bogus"),
+                        (cli_types.device, "meta")]:  # fmt: skip
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+    parser = cli_types.OneLineParser(prog="rnnpose x")
+    parser.add_argument("--n", type=cli_types.integer(1), required=True)
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--n", "0"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (
+        "rnnpose x: error: argument --n: must be an integer >= 1, got 0\n"
+    )

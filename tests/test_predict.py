@@ -152,13 +152,14 @@ def test_eval_run_prints_the_ap_table(runs, tiny_synth, capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["synth", "--out", "x"], ["train", "ae", "--out", "x"], ["train", "rmpp", "--ae", "a",
-    "--out", "x"], ["eval", "--run", "r", "--data", "d"], ["predict", "i", "--run", "r",
-    "--out", "o"],
+    ["synth", "--out", "{tmp}/x"], ["train", "ae", "--out", "{tmp}/x"], ["train", "rmpp", "--ae",
+    "{ae}", "--out", "{tmp}/x"], ["eval", "--run", "{ae}", "--data", "{data}"], ["predict", "i",
+    "--run", "{ae}", "--out", "{tmp}/o"],
 ])  # fmt: skip
-def test_every_long_subcommand_takes_quiet(argv):
+def test_every_long_subcommand_takes_quiet(argv, runs, tiny_synth, tmp_path):
     from rnnpose.cli import build_parser
 
+    argv = [a.format(tmp=tmp_path, ae=runs["ae"], data=tiny_synth) for a in argv]
     assert build_parser().parse_args([*argv, "--quiet"]).quiet is True
 
 

@@ -76,7 +76,7 @@ def test_resume_gives_the_same_weights(data_dir, tmp_path):
     # a finished run resumed again does nothing; a fresh start over it is refused
     train_ae(prof, data_dir, tmp_path / "b", epochs=2, quiet=True, resume=True)
     assert load_checkpoint(resumed / "last.pt")["step"] == 4
-    with pytest.raises(Exception, match="already holds a run"):
+    with pytest.raises(Exception, match="already holds an ae run"):
         train_ae(prof, data_dir, tmp_path / "b", epochs=2, quiet=True)
 
 

@@ -73,6 +73,14 @@ def validate_coco(
             raise DataError(f"{path}: images[{k}]: field 'id' must be an integer")
         if img["id"] in ids:
             raise DataError(f"{path}: images[{k}]: duplicate image id {img['id']}")
+        if not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise DataError(f"{path}: images[{k}] (id {img['id']}): field 'file_name' must be "
+                            f"a non-empty string")  # fmt: skip
+        for key in ("height", "width"):
+            v = img[key]
+            if not (_is_number(v) and v >= 1 and float(v).is_integer()):
+                raise DataError(f"{path}: images[{k}] (id {img['id']}): field {key!r} must be "
+                                f"a whole number of pixels >= 1, got {v!r}")  # fmt: skip
         ids.add(img["id"])
     ann_ids: set[Any] = set()
     for k, ann in enumerate(data["annotations"]):
@@ -127,18 +135,46 @@ def coco_from_dict(data: dict[str, Any]) -> COCO:
     return coco
 
 
+#: what PIL raises on a file it cannot decode; a decompression bomb (a header claiming more
+#: than ``Image.MAX_IMAGE_PIXELS`` pixels) counts as a corrupt image
+_IMAGE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                 Image.DecompressionBombError, Image.DecompressionBombWarning)  # fmt: skip
+
+
+def _image_error(path: Path, exc: BaseException) -> DataError:
+    why = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip() or "no detail"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        why = f"decompression-bomb guard: {why.rstrip('.')}"
+    return DataError(f"{path}: unreadable or corrupt image ({' '.join(why.split())})")
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """``(width, height)`` from the file's header (the pixels are not decoded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except _IMAGE_ERRORS as exc:
+        raise _image_error(path, exc) from None
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """An image file as HxWx3 uint8 RGB (greyscale, palette, RGBA converted)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
     try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        why = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip() or "no detail"
-        raise DataError(f"{path}: unreadable or corrupt image ({why})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                rgb = im.convert("RGB")
+    except _IMAGE_ERRORS as exc:
+        raise _image_error(path, exc) from None
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -229,15 +265,26 @@ class CocoPoseDataset(torch.utils.data.Dataset):
     def image_path(self, image_id: int) -> Path:
         return self.image_root / self.coco.imgs[image_id]["file_name"]
 
+    def verify_images(self) -> None:
+        """Read every image's header (not its pixels) and refuse, before training writes
+        anything, a file that is not an image, a decompression bomb, or an image whose size is
+        not the annotation's."""
+        for image_id in self.image_ids:
+            width, height = image_size(self.image_path(image_id))
+            self._check_size(image_id, height, width)
+
+    def _check_size(self, image_id: int, height: int, width: int) -> None:
+        rec = self.coco.imgs[image_id]
+        if (height, width) != (rec["height"], rec["width"]):
+            raise DataError(
+                f"{self.image_path(image_id)}: image is {width}x{height} but "
+                f"{self.ann_file} (image id {image_id}) says {rec['width']}x{rec['height']}"
+            )
+
     def load_image(self, image_id: int) -> np.ndarray:
         """The original image as HxWx3 uint8 RGB; a clear DataError if it cannot be read."""
         img = read_image(self.image_path(image_id))
-        rec = self.coco.imgs[image_id]
-        if img.shape[:2] != (rec["height"], rec["width"]):
-            raise DataError(
-                f"{self.image_path(image_id)}: image is {img.shape[1]}x{img.shape[0]} but "
-                f"{self.ann_file} (image id {image_id}) says {rec['width']}x{rec['height']}"
-            )
+        self._check_size(image_id, img.shape[0], img.shape[1])
         return img
 
     def people(self, image_id: int) -> np.ndarray:

@@ -42,7 +42,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from rnnpose.io import DataError, PathLike, atomic_write_json, read_json
+from rnnpose import cli_types
+from rnnpose.io import DataError, PathLike, atomic_write_json, check_output_dir, read_json
 from rnnpose.skeleton import NUM_JOINTS, person_category
 
 #: Bump when the generator changes what it draws; part of every cache key.
@@ -670,9 +671,10 @@ def generate(
         raise DataError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if num < 1 or size < 16:
         raise DataError(f"need num >= 1 and size >= 16 (got num={num}, size={size})")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    out_dir = check_output_dir(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
         raise DataError(f"{out_dir}: already exists and is not empty; choose another --out")
+    check_output_dir(out_dir.parent)  # the dataset is built beside out_dir, then renamed
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -761,10 +763,12 @@ def dataset_statistics(ann_file: PathLike) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=PRESETS, default="train")
-    parser.add_argument("--num", type=int, default=100, help="number of images")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    parser.add_argument("--num", type=cli_types.integer(1), default=100, help="number of images")
+    parser.add_argument("--seed", type=cli_types.seed, default=0)
+    parser.add_argument("--size", type=cli_types.integer(16), default=128,
+                        help="image side in pixels")  # fmt: skip
+    parser.add_argument("--out", type=cli_types.output_folder, required=True,
+                        help="output folder (new or empty)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--stats", action="store_true", help="print crowding statistics")
 

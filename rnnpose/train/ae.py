@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from rnnpose import cli_types
 from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from rnnpose.config import PROFILES, Profile, get_profile
 from rnnpose.data.coco import CocoPoseDataset, collate
@@ -159,14 +160,18 @@ def train_ae(
     dist_info, dev = setup_distributed(_device(device))
     use_amp, use_cl = resolve_switch(amp, dev), resolve_switch(channels_last, dev)
     fmt = memory_format(use_cl)
+    run = RunDir(out_dir)
+    run.check_target("ae", resume)  # no run is overwritten without --resume
     ann_file, image_root = data_paths(data_dir, ann_file, image_root)
     # the data is validated before the run folder is touched (uses no global RNG)
     dataset = CocoPoseDataset(
         ann_file, image_root, profile.input_size, profile.output_size,
         train=True, seed=seed, max_people=profile.max_people,
     )  # fmt: skip
+    dataset.verify_images()
     epochs = profile.ae_epochs if epochs is None else int(epochs)
-    run = RunDir(out_dir)
+    if epochs < 1:
+        raise DataError(f"--epochs must be >= 1, got {epochs}")
     weights = loss_weights(profile, tag_weight)
     config = {
         "method": "ae",
@@ -180,8 +185,6 @@ def train_ae(
     if dist_info.distributed:
         config["world_size"] = dist_info.world
     payload = run.resume_payload(resume)
-    if payload is None and run.last.exists():
-        raise DataError(f"{run.path}: already holds a run; pass --resume or choose another --out")
     if payload is not None:
         _check_resume_config(payload["config"], config, run.last)
 
@@ -197,9 +200,7 @@ def train_ae(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    if dist_info.main:
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(config, str(dev))
+    config_written = False  # written with the first checkpoint: a failed epoch 1 leaves nothing
     batch_size = max(1, profile.ae_batch_size // dist_info.world)
 
     for epoch in range(start_epoch, epochs):
@@ -250,6 +251,9 @@ def train_ae(
         bar.close()
         if not dist_info.main:
             continue
+        if not config_written:
+            run.write_config(config, str(dev))
+            config_written = True
         save_checkpoint(
             run.epoch_path(epoch + 1), model=model, config=config, epoch=epoch + 1, step=step,
             optimizer=optimizer,
@@ -287,19 +291,25 @@ def load_ae(run_dir: PathLike, device: str | torch.device = "cpu") -> tuple[Pose
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
-    parser.add_argument("--data", help="dataset folder holding annotations.json and images/")
-    parser.add_argument("--ann", help="COCO keypoint annotation file (real data)")
-    parser.add_argument("--images", help="image folder for --ann")
-    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--data", type=cli_types.existing_folder,
+                        help="dataset folder holding annotations.json and images/")  # fmt: skip
+    parser.add_argument("--ann", type=cli_types.existing_file,
+                        help="COCO keypoint annotation file (real data)")  # fmt: skip
+    parser.add_argument("--images", type=cli_types.existing_folder, help="image folder for --ann")
+    parser.add_argument("--out", required=True, type=cli_types.output_folder, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
-    parser.add_argument("--epochs", type=int, help="total epochs (default: the profile's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=cli_types.integer(1),
+                        help="total epochs (default: the profile's)")  # fmt: skip
+    parser.add_argument("--seed", type=cli_types.seed, default=0)
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--device", type=cli_types.device,
+                        default="cuda" if torch.cuda.is_available() else "cpu")  # fmt: skip
+    parser.add_argument("--workers", type=cli_types.integer(0), default=0,
+                        help="DataLoader worker processes")  # fmt: skip
     parser.add_argument(
-        "--tag-weight", type=float, help="push and pull loss weight (default: AE's 1e-3)"
-    )
+        "--tag-weight", type=cli_types.number(0.0),
+        help="push and pull loss weight (default: AE's 1e-3)",
+    )  # fmt: skip
     parser.add_argument("--amp", choices=SWITCH, default="auto",
                         help="bf16 autocast (auto: on for CUDA, off on the CPU)")  # fmt: skip
     parser.add_argument("--channels-last", choices=SWITCH, default="auto",

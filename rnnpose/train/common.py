@@ -8,6 +8,7 @@ and ``log.jsonl`` (one JSON line per epoch). ``--resume`` continues from ``last.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -18,6 +19,9 @@ import torch
 
 from rnnpose.checkpoint import load_checkpoint
 from rnnpose.io import DataError, PathLike, atomic_write_json, env_stamp, read_json
+
+#: the files that make a folder a run folder (any of them)
+RUN_FILES: tuple[str, ...] = ("config.json", "last.pt", "log.jsonl")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -34,7 +38,11 @@ def seed_everything(seed: int) -> None:
 def check_finite(loss: torch.Tensor, *, step: int, epoch: int, run_dir: PathLike | None) -> None:
     """Raise :class:`NonFiniteLossError` naming the step if ``loss`` is NaN or infinite."""
     if not torch.isfinite(loss.detach()).all():
-        where = f" (last good checkpoint: {Path(run_dir) / 'last.pt'})" if run_dir else ""
+        where = ""
+        if run_dir:
+            last = Path(run_dir) / "last.pt"
+            where = (f" (last good checkpoint: {last})" if last.is_file()
+                     else " (no checkpoint was written)")  # fmt: skip
         raise NonFiniteLossError(
             f"non-finite loss {loss.item()} at epoch {epoch}, step {step}; training stopped{where}"
         )
@@ -62,9 +70,47 @@ class RunDir:
         atomic_write_json(self.config_path, {**config, "env": env_stamp(device)})
 
     def read_config(self) -> dict[str, Any]:
+        """``config.json`` of the run: a JSON object naming its ``method``."""
         if not self.config_path.is_file():
             raise DataError(f"{self.path}: not a run folder (no config.json)")
-        return read_json(self.config_path)
+        config = read_json(self.config_path)
+        if not isinstance(config, dict):
+            raise DataError(f"{self.config_path}: expected a JSON object, got a "
+                            f"{type(config).__name__}")  # fmt: skip
+        if not isinstance(config.get("method"), str):
+            raise DataError(f"{self.config_path}: field 'method' must be a string")
+        return config
+
+    def holds_run(self) -> bool:
+        """Whether the folder holds (part of) a run: ``config.json``, ``last.pt``, a log or an
+        ``epoch_NNN.pt``."""
+        if not self.path.is_dir():
+            return False
+        return (any((self.path / name).exists() for name in RUN_FILES)
+                or any(self.path.glob("epoch_*.pt")))  # fmt: skip
+
+    def check_target(self, method: str, resume: bool) -> None:
+        """Refuse, before anything is written, a folder this run cannot be written to: not a
+        writable folder; holding a run while ``resume`` is off (no run is overwritten); holding
+        a run of another method with ``resume`` on. A compatible ``--resume`` passes (its
+        settings are compared with the checkpoint's by the training loop)."""
+        from rnnpose.io import check_output_dir
+
+        check_output_dir(self.path)
+        if not self.holds_run():
+            return
+        if not resume:
+            kind = "a"
+            if self.config_path.is_file():
+                with contextlib.suppress(DataError):
+                    kind = f"an {self.read_config()['method']}"
+            raise DataError(f"{self.path}: already holds {kind} run; pass --resume or choose "
+                            f"another --out")  # fmt: skip
+        if self.config_path.is_file():
+            other = self.read_config()["method"]
+            if other != method:
+                raise DataError(f"{self.path}: cannot resume: it holds an {other} run, not "
+                                f"{method}")  # fmt: skip
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one line to ``log.jsonl`` (rewritten atomically, so never half a line)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from rnnpose import cli_types
 from rnnpose.algorithm1 import StepConfig, batched_step, literal_step
 from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from rnnpose.config import PROFILES, Profile, get_profile
@@ -61,6 +62,11 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 
 
+#: the least value of each integer option (checked with the others by :func:`check_options`)
+OPTION_LEAST: dict[str, int] = {"T": 1, "loop": 0, "lstm2_depth": 1, "batch_size": 1,
+                                "epochs": 1, "max_images": 1}  # fmt: skip
+
+
 def apply_options(profile: Profile, options: dict[str, Any]) -> Profile:
     """The profile with the options that change model or schedule sizes applied."""
     fields = {"T": "T", "loop": "loop", "omega": "omega", "lstm2_depth": "lstm2_depth",
@@ -83,6 +89,15 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
         raise DataError(f"--loss-config must be one of {', '.join(LOSS_CONFIGS)}")
     if opts["init"] is not None:
         opts["init"] = str(opts["init"])
+    for name, least in OPTION_LEAST.items():
+        v = opts.get(name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+            raise DataError(f"--{name.replace('_', '-')} must be an integer >= {least}, got "
+                            f"{v!r}")  # fmt: skip
+    omega = opts["omega"]
+    if omega is not None and not (isinstance(omega, (int, float)) and not isinstance(omega, bool)
+                                  and 0 < omega < 1):  # fmt: skip
+        raise DataError(f"--omega must be a number in (0, 1), got {omega!r}")
     return opts
 
 
@@ -118,6 +133,15 @@ def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
     opts = {k: v for k, v in (config.get("options") or {}).items() if k != "epochs"}
     return {"method": config.get("method"), "profile": prof, "options": opts,
             "seed": config.get("seed")}  # fmt: skip
+
+
+def _check_resume(payload: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a checkpoint whose settings differ from this run's."""
+    old, new = _resume_key(payload["config"]), _resume_key(config)
+    for key in new:
+        if old.get(key) != new[key]:
+            raise DataError(f"{path}: cannot resume: the run was started with a "
+                            f"different {key!r}")  # fmt: skip
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -166,6 +190,7 @@ def fit_rmpp(
             f"{profile.rmpp_in_channels} (nstack * feat_channels)"
         )
     run = RunDir(out_dir)
+    run.check_target("rmpp", resume)  # no run is overwritten without --resume
     config = {"method": "rmpp", **(config or {}), "profile": profile.to_dict(),
               "options": opts, "seed": int(seed)}  # fmt: skip
     torch.manual_seed(seed)
@@ -177,16 +202,10 @@ def fit_rmpp(
     if payload is None and opts["init"]:
         config["init_weights"] = len(warm_start(model, opts["init"], dev))
     if payload is not None:
-        old, new = _resume_key(payload["config"]), _resume_key(config)
-        for key in new:
-            if old.get(key) != new[key]:
-                raise DataError(f"{run.last}: cannot resume: the run was started with a "
-                                f"different {key!r}")  # fmt: skip
+        _check_resume(payload, config, run.last)
         restore_training_state(payload, model, opt, source=run.last)
         start, step = int(payload["epoch"]), int(payload["step"])
-    if dist_info.main:
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(config, device=str(dev))
+    config_written = False  # written with the first checkpoint: a failed epoch 1 leaves nothing
     n, bsz = len(features), max(1, profile.rmpp_batch_size)
     if opts["max_images"]:
         n = min(n, int(opts["max_images"]))
@@ -235,6 +254,9 @@ def fit_rmpp(
                   "images_per_s": n / max(time.perf_counter() - t0, 1e-9)}  # fmt: skip
         if not dist_info.main:
             continue
+        if not config_written:
+            run.write_config(config, device=str(dev))
+            config_written = True
         save_checkpoint(run.last, model=model, config=config, epoch=epoch, step=step,
                         optimizer=opt)  # fmt: skip
         save_checkpoint(run.epoch_path(epoch), model=model, config=config, epoch=epoch,
@@ -269,6 +291,8 @@ def train_rmpp(
 
     opts = check_options(options)
     dist_info, dev = setup_distributed(_device(device))
+    run = RunDir(out_dir)
+    run.check_target("rmpp", resume)  # before the features: no run is overwritten
     ae_model, ae_profile = load_ae(ae_run, dev)
     prof = ae_profile if profile is None else get_profile(profile)
     geometry = ("input_size", "output_size", "nstack", "feat_channels")
@@ -276,9 +300,16 @@ def train_rmpp(
     if bad:
         raise DataError(f"profile {prof.name!r} disagrees with the AE run {ae_run} on "
                         f"{', '.join(bad)}")  # fmt: skip
+    payload = run.resume_payload(resume)  # a mismatched --resume is refused before extraction
+    if payload is not None:
+        _check_resume(payload, {"method": "rmpp", "profile": apply_options(prof, opts).to_dict(),
+                                "options": opts, "seed": int(seed)}, run.last)  # fmt: skip
+    if opts["init"]:
+        RunDir(opts["init"]).read_config()
     ann_file, image_root = data_paths(data_dir, ann_file, image_root)
     dataset = CocoPoseDataset(ann_file, image_root, prof.input_size, prof.output_size,
                               train=False, max_people=prof.max_people)  # fmt: skip
+    dataset.verify_images()
     key = cache_key(RunDir(ae_run).last, ann_file, ae_profile, prof.rmpp_input)
     cache = Path(ae_run) / "rmpp_features" / f"{key}.pt"
     with main_first(dist_info):  # rank 0 writes the cache, the others read it
@@ -308,6 +339,8 @@ def load_rmpp(
         options = check_options(config.get("options", {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{run.config_path}: bad config ({exc})") from None
+    if with_ae and not isinstance(config.get("ae_run"), str):
+        raise DataError(f"{run.config_path}: field 'ae_run' must name the AE run folder")
     dev = _device(device)
     model = RMPP(profile, use_lstm2=bool(options["use_lstm2"]))
     weights = run.path / checkpoint if checkpoint else run.last
@@ -322,29 +355,41 @@ def load_rmpp(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ae", required=True, help="the trained AE run folder")
+    parser.add_argument("--ae", required=True, type=cli_types.run_folder,
+                        help="the trained AE run folder")  # fmt: skip
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="profile (default: the AE run's)")  # fmt: skip
-    parser.add_argument("--data", help="dataset folder holding annotations.json and images/")
-    parser.add_argument("--ann", help="COCO keypoint annotation file (real data)")
-    parser.add_argument("--images", help="image folder for --ann")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--T", type=int, help="within-image batch size of A-SGD (table 6)")
+    parser.add_argument("--data", type=cli_types.existing_folder,
+                        help="dataset folder holding annotations.json and images/")  # fmt: skip
+    parser.add_argument("--ann", type=cli_types.existing_file,
+                        help="COCO keypoint annotation file (real data)")  # fmt: skip
+    parser.add_argument("--images", type=cli_types.existing_folder, help="image folder for --ann")
+    parser.add_argument("--out", required=True, type=cli_types.output_folder, help="run folder")
+    parser.add_argument("--T", type=cli_types.integer(OPTION_LEAST["T"]),
+                        help="within-image batch size of A-SGD (table 6)")  # fmt: skip
     parser.add_argument("--sgd", choices=("approx", "exact"), default="approx")
-    parser.add_argument("--loop", type=int, help="feedback passes per person (table 5)")
+    parser.add_argument("--loop", type=cli_types.integer(OPTION_LEAST["loop"]),
+                        help="feedback passes per person (table 5)")  # fmt: skip
     parser.add_argument("--ordering", choices=ORDERINGS, default="learned")
     parser.add_argument("--loss-config", choices=LOSS_CONFIGS, default="aa'")
-    parser.add_argument("--omega", type=float, help="stop threshold in training")
-    parser.add_argument("--lstm2-depth", type=int, help="LSTM2 layers (table 7)")
+    parser.add_argument("--omega", type=cli_types.number(0.0, 1.0, open_low=True, open_high=True),
+                        help="stop threshold in training")  # fmt: skip
+    parser.add_argument("--lstm2-depth", type=cli_types.integer(OPTION_LEAST["lstm2_depth"]),
+                        help="LSTM2 layers (table 7)")  # fmt: skip
     parser.add_argument("--no-lstm2", action="store_true", help="LSTM1 only")
-    parser.add_argument("--batch-size", type=int, help="images decoded in lock-step")
-    parser.add_argument("--epochs", type=int, help="total epochs (default: the profile's)")
-    parser.add_argument("--max-images", type=int, help="train on the first N images only")
-    parser.add_argument("--init", help="start from the weights of this RMPP run (warm start)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=cli_types.integer(OPTION_LEAST["batch_size"]),
+                        help="images decoded in lock-step")  # fmt: skip
+    parser.add_argument("--epochs", type=cli_types.integer(OPTION_LEAST["epochs"]),
+                        help="total epochs (default: the profile's)")  # fmt: skip
+    parser.add_argument("--max-images", type=cli_types.integer(OPTION_LEAST["max_images"]),
+                        help="train on the first N images only")  # fmt: skip
+    parser.add_argument("--init", type=cli_types.run_folder,
+                        help="start from the weights of this RMPP run (warm start)")  # fmt: skip
+    parser.add_argument("--seed", type=cli_types.seed, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=cli_types.device,
+                        default="cuda" if torch.cuda.is_available() else "cpu")  # fmt: skip
     parser.add_argument("--amp", choices=SWITCH, default="auto",
                         help="bf16 autocast (auto: on for CUDA, off on the CPU)")  # fmt: skip
     parser.add_argument("--channels-last", choices=SWITCH, default="auto",
