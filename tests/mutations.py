@@ -30,8 +30,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"  # where tests/conftest.py looks for data/ (see --shared)
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,8 @@ def source_files(root: Path) -> list[str]:
     return [f for f in out.splitlines() if (root / f).is_file()]
 
 
-def make_copy(dest: Path, files: list[str], tests_from: str | None = None) -> Path:
+def make_copy(dest: Path, files: list[str], tests_from: str | None = None,
+              shared: Path = SHARED) -> Path:  # fmt: skip
     """The repository's files under ``dest/repo``; with ``tests_from`` (a git revision) its
     ``tests/`` folder is replaced by that revision's (to see what an older suite misses)."""
     repo = dest / "repo"
@@ -203,7 +206,6 @@ def make_copy(dest: Path, files: list[str], tests_from: str | None = None) -> Pa
         for f in git("ls-tree", "-r", "--name-only", tests_from, "tests").decode().splitlines():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             (repo / f).write_bytes(git("show", f"{tests_from}:{f}"))
-    shared = ROOT.parent / "shared"
     if shared.is_dir():  # tests/conftest.py looks for the real samples beside the repository
         (dest / "shared").symlink_to(shared.resolve())
     return repo
@@ -229,6 +231,19 @@ def run_tests(repo: Path, tests: tuple[str, ...]) -> tuple[int, str, float]:
     return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - t0
 
 
+def status(r: dict) -> str:
+    """caught: a test failed; SURVIVED: every test that ran passed (or none ran)."""
+    if r["rc"] == 1:
+        return "caught"
+    if r["rc"] == 5:
+        return "SURVIVED (no test selected)"
+    if r["rc"] != 0:
+        return f"error (rc {r['rc']})"
+    summary = [ln for ln in r["output"].splitlines() if " passed" in ln or " skipped" in ln]
+    passed = re.search(r"(\d+) passed", summary[-1]) if summary else None
+    return "SURVIVED" if passed else "SURVIVED (all skipped)"
+
+
 def first_failure(output: str) -> str:
     for line in output.splitlines():
         if line.startswith("FAILED "):
@@ -237,10 +252,9 @@ def first_failure(output: str) -> str:
     return tail[0][:60] if tail else "?"
 
 
-def check(m: Mutation | None, files: list[str], tests: tuple[str, ...],
-          tests_from: str | None = None) -> dict:  # fmt: skip
+def check(m: Mutation | None, files: list[str], tests: tuple[str, ...], args: Any) -> dict:
     with tempfile.TemporaryDirectory(prefix="rnnpose-mut-") as tmp:
-        repo = make_copy(Path(tmp), files, tests_from)
+        repo = make_copy(Path(tmp), files, args.tests_from, args.shared)
         tests = tuple(t for t in tests if not t.endswith(".py") or (repo / t).is_file())
         if m is not None:
             apply(repo, m)
@@ -255,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="mutations run at once")
     parser.add_argument("--tests-from", metavar="REV",
                         help="run the tests of this git revision (e.g. main) instead")  # fmt: skip
+    parser.add_argument("--shared", type=Path, default=SHARED,
+                        help="the folder holding data/ with the real samples (default: "
+                             "../shared beside the repository)")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the run of the test files on the unpatched copy")  # fmt: skip
     args = parser.parse_args(argv)
@@ -281,30 +298,32 @@ def main(argv: list[str] | None = None) -> int:
             if t.endswith(".py") and t not in all_tests:
                 all_tests.append(t)
     if not args.no_baseline:
-        base = check(None, files, tuple(all_tests), args.tests_from)
+        base = check(None, files, tuple(all_tests), args)
         print(f"baseline (unpatched copy): {' '.join(all_tests)}: rc {base['rc']} "
               f"({base['secs']:.0f} s)", flush=True)  # fmt: skip
         if base["rc"] != 0:
             print(base["output"][-3000:])
             raise SystemExit("the guarding tests fail without any mutation: fix that first")
+    def one(m: Mutation) -> tuple[Mutation, dict]:
+        r = check(m, files, m.tests, args)
+        print(f"  {m.name}: {status(r)} ({r['secs']:.0f} s)", file=sys.stderr, flush=True)
+        return m, r
+
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda m: (m, check(m, files, m.tests, args.tests_from)),
-                                chosen))  # fmt: skip
+        results = list(pool.map(one, chosen))
     rows = []
     for m, r in results:
-        status = {0: "SURVIVED", 1: "caught", 5: "SURVIVED (no test)"}.get(
-            r["rc"], f"error (rc {r['rc']})")  # fmt: skip
         by = first_failure(r["output"]) if r["rc"] != 0 else ""
         tests = " ".join(re.sub(r"^tests/", "", t) for t in m.tests)
-        rows.append((m.name + (" *" if m.issue else ""), tests, status, by, f"{r['secs']:.0f}"))
+        rows.append((m.name + (" *" if m.issue else ""), tests, status(r), by, f"{r['secs']:.0f}"))
     head = ("mutation (* = issue 14)", "tests run", "result", "first failing test", "s")
     widths = [max(len(str(row[k])) for row in [head, *rows]) for k in range(len(head))]
     for row in [head, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    survived = [m.name for m, r in results if r["rc"] != 1]
+    survived = [m.name for m, r in results if status(r) != "caught"]
     print(f"\n{len(results) - len(survived)} of {len(results)} mutations caught"
           + (f"; not caught: {', '.join(survived)}" if survived else ""))  # fmt: skip
-    missed_issue = [m.name for m, r in results if m.issue and r["rc"] != 1]
+    missed_issue = [m.name for m, r in results if m.issue and status(r) != "caught"]
     return 1 if missed_issue else 0
 
 
