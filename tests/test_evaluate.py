@@ -136,8 +136,11 @@ def test_cli_json_and_table(shared_data, tmp_path, capsys):
     assert "not in the ground truth: 5" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("where,value", [("keypoints", float("nan")), ("keypoints", float("inf")),
-                                         ("score", float("nan")), ("score", -float("inf"))])  # fmt: skip
+NON_FINITE = [("keypoints", float("nan")), ("keypoints", float("inf")), ("score", float("nan")),
+              ("score", -float("inf"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("where,value", NON_FINITE)
 def test_non_finite_keypoints_or_scores_are_refused(shared_data, tmp_path, capsys, where, value):
     gt = shared_data / FILES[0]
     res = gt_as_results(gt)

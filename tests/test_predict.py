@@ -29,7 +29,7 @@ def runs(tiny_synth, tmp_path_factory):
     one epoch (4 steps) its heatmaps pass tau and it reports 6 people in every image. They are
     not the images' people (nor are the one-epoch AE's): what these tests check is the path
     from the networks to the files -- decoding, joints, original pixels, result records,
-    pycocotools, the CLI. Known answers for the numbers come from :func:`_own_people_data`.
+    pycocotools, the CLI. Known answers for the numbers come from :func:`_data_folder`.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
