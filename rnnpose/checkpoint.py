@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 import random
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +84,18 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: refused: the file carries pickled Python objects that a weights-only "
-            f"load does not run ({first})"
+        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if code:  # a pickled class or function: refused, never run
+            raise CheckpointError(
+                f"{path}: refused: the file carries pickled Python objects that a weights-only "
+                f"load does not run ({code.group(1)})"
+            ) from None
+        raise CheckpointError(  # not a torch.save file at all (text, JSON, random bytes, ...)
+            f"{path}: truncated or corrupt checkpoint, cannot be read (not a torch.save file)"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 (the unpickler fails on garbage in many ways)
         raise CheckpointError(
-            f"{path}: truncated or corrupt checkpoint, cannot be read ({first})"
+            f"{path}: truncated or corrupt checkpoint, cannot be read ({_first_line(exc)})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != "rnnpose-checkpoint-1":
         raise CheckpointError(f"{path}: not an rnnpose checkpoint (no 'format' field)")
@@ -123,6 +126,40 @@ def check_payload(payload: dict[str, Any], path: PathLike) -> None:
             raise CheckpointError(f"{path}: field {key!r} must be an object")
 
 
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: Any, source: PathLike) -> None:
+    """``optimizer.load_state_dict`` that refuses, at load, a state torch would accept but the
+    first ``step()`` would crash on: another optimiser's settings, or per-parameter state
+    shaped unlike the parameters."""
+    where = f"{source}: field 'optimizer'"
+    known = {k for g in optimizer.param_groups for k in g}
+    try:
+        foreign = sorted({k for g in saved["param_groups"] for k in g} - known)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{where}: not an optimiser state ({exc!r})") from None
+    if foreign:
+        raise CheckpointError(
+            f"{where}: saved by another optimiser (its settings {', '.join(foreign)} are not "
+            f"{type(optimizer).__name__}'s)"
+        )
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for k, p in enumerate(params):
+        for name, value in optimizer.state.get(p, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != p.shape:
+                raise CheckpointError(
+                    f"{where}: state {name!r} of parameter #{k} has shape "
+                    f"{tuple(value.shape)}, the parameter {tuple(p.shape)}"
+                )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def restore_training_state(
     payload: dict[str, Any],
     model: torch.nn.Module,
@@ -146,10 +183,7 @@ def restore_training_state(
         ) from None
     bad_state = (ValueError, KeyError, TypeError, IndexError, RuntimeError)
     if optimizer is not None and payload.get("optimizer") is not None:
-        try:
-            optimizer.load_state_dict(payload["optimizer"])
-        except bad_state as exc:
-            raise CheckpointError(f"{source}: field 'optimizer': {exc}") from None
+        _load_optimizer(optimizer, payload["optimizer"], source)
     if scheduler is not None and payload.get("scheduler") is not None:
         try:
             scheduler.load_state_dict(payload["scheduler"])

@@ -84,3 +84,75 @@ def test_decode_lstm2_order_is_undone():
         ref, _ = m.lstm2.sequence(m.norm(feats[:1]), inverse[0]["heatmaps1"].flip(0))
     torch.testing.assert_close(inverse[0]["heatmaps"], ref.flip(0), atol=1e-5, rtol=1e-4)
     assert not torch.allclose(learned[0]["heatmaps"], inverse[0]["heatmaps"])
+
+
+def _graded_model() -> RMPP:
+    """p_t falls slowly and differently per image (fixture features below, seeds 0-3):
+    image 0: .472 .363 .315 .284 .260 ..., image 1: .485 .358 .292 .264 ...,
+    image 2: .392 .287 .247 ..., image 3: .561 .451 .400 .381 .374 .367 .361."""
+    torch.manual_seed(0)
+    m = RMPP(PROF)
+    with torch.no_grad():
+        m.lstm1.stop.weight.mul_(10.0)
+        m.lstm1.stop.bias.fill_(1.0)
+    return m
+
+
+def _graded_features() -> torch.Tensor:
+    return torch.randn(4, 8, 16, 16, generator=torch.Generator().manual_seed(5))
+
+
+def test_omega_and_p_stop_at_decode():
+    """Z = the iterations before the first p_t < omega; p_stop = that p_t (nan when
+    max_iterations ended decoding). The p_t sequence is read off a run with omega = 0 (which
+    never stops), so the expectation does not come from decode's own stopping logic."""
+    m, feats = _graded_model(), _graded_features()
+    full = decode(m, feats, 0.0, max_iterations=7, seeds=[0, 1, 2, 3])
+    assert all(len(o["p"]) == 7 and np.isnan(o["p_stop"]) for o in full)
+    for omega in (PROF.omega, 0.3, 0.4, 0.5, 0.99):
+        out = decode(m, feats, omega, max_iterations=7, seeds=[0, 1, 2, 3])
+        for b, o in enumerate(out):
+            p = full[b]["p"].tolist()
+            below = [t for t, v in enumerate(p) if v < omega]
+            z = below[0] if below else 7
+            assert len(o["p"]) == z and o["heatmaps"].shape[0] == z, (omega, b)
+            torch.testing.assert_close(o["p"], full[b]["p"][:z])
+            if below:
+                assert o["p_stop"] == pytest.approx(p[z], abs=1e-6) and o["p_stop"] < omega
+            else:
+                assert np.isnan(o["p_stop"])
+    counts = [len(o["p"]) for o in decode(m, feats, PROF.omega, max_iterations=7,
+                                            seeds=[0, 1, 2, 3])]  # fmt: skip
+    assert counts == [4, 3, 2, 7]  # the paper's omega = sigmoid(-1) on this fixture
+
+
+@pytest.mark.parametrize("use_lstm2", [False, True])
+def test_batch_whose_images_stop_at_different_iterations_equals_single_images(use_lstm2):
+    """Images stop at t = 5, 4, 3 and the cap 7: the middle row (image 2) leaves first, so the
+    hidden state must be re-indexed by WHICH images are still running, not by how many."""
+    m, feats = _graded_model(), _graded_features()
+    batch = decode(m, feats, PROF.omega, max_iterations=7, seeds=[0, 1, 2, 3],
+                   use_lstm2=use_lstm2)  # fmt: skip
+    full = decode(m, feats, 0.0, max_iterations=7, seeds=[0, 1, 2, 3], use_lstm2=False)
+    assert [len(o["p"]) for o in batch] == [4, 3, 2, 7]
+    for b in range(4):
+        alone = decode(m, feats[b : b + 1], PROF.omega, max_iterations=7, seeds=[b],
+                       use_lstm2=use_lstm2)[0]  # fmt: skip
+        z = len(alone["p"])
+        for key in ("heatmaps", "heatmaps1", "p", "keypoints", "scores"):
+            torch.testing.assert_close(batch[b][key], alone[key], atol=1e-5, rtol=1e-4,
+                                       msg=f"image {b}: {key}")  # fmt: skip
+        assert batch[b]["p_stop"] == pytest.approx(alone["p_stop"], abs=1e-6, nan_ok=True)
+        # LSTM1's people are those of the never-stopping run, which re-indexes nothing
+        torch.testing.assert_close(batch[b]["heatmaps1"], full[b]["heatmaps1"][:z], atol=1e-5,
+                                   rtol=1e-4)  # fmt: skip
+
+
+def test_decode_unrolls_lstm1_passes_times_people_plus_one():
+    """Section 3.1.1: with the loop (2 passes), Z people take 2 (Z + 1) LSTM1 steps."""
+    m, feats = _graded_model(), _graded_features()[2:3]  # image 2: Z = 2
+    calls = []
+    m.lstm1.lstm.register_forward_hook(lambda mod, a, out: calls.append(a[0].shape[0]))
+    out = decode(m, feats, PROF.omega, max_iterations=7, seeds=[2])[0]
+    assert len(out["p"]) == 2 and m.lstm1.passes == PROF.loop == 2
+    assert len(calls) == 2 * (2 + 1)

@@ -134,3 +134,28 @@ def test_cli_json_and_table(real_samples, tmp_path, capsys):
     f.write_text(json.dumps([dict(gt_as_results(gt)[0], image_id=5)]))
     assert main(["eval", "--gt", str(gt), "--results", str(f)]) == 2
     assert "not in the ground truth: 5" in capsys.readouterr().err
+
+
+NON_FINITE = [("keypoints", float("nan")), ("keypoints", float("inf")), ("score", float("nan")),
+              ("score", -float("inf"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("where,value", NON_FINITE)
+def test_non_finite_keypoints_or_scores_are_refused(shared_data, tmp_path, capsys, where, value):
+    gt = shared_data / FILES[0]
+    res = gt_as_results(gt)
+    bad = dict(res[3])
+    if where == "keypoints":
+        bad["keypoints"] = list(bad["keypoints"])
+        bad["keypoints"][4] = value  # joint 1's y
+    else:
+        bad["score"] = value
+    results = [*res[:3], bad, *res[4:]]
+    with pytest.raises(DataError, match=rf"result #3 \(image {bad['image_id']}\): non-finite"):
+        evaluate_keypoints(gt, results)
+    f = tmp_path / "res.json"
+    f.write_text(json.dumps(results))  # Python writes NaN / Infinity tokens
+    assert main(["eval", "--gt", str(gt), "--results", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(f) in err[0] and "non-finite value" in err[0]
+    assert evaluate_keypoints(gt, res)["AP"] == pytest.approx(100.0)  # the rest is fine

@@ -118,6 +118,92 @@ def test_checkpoint_of_another_model_gets_a_clear_error(tmp_path):
         restore_training_state(payload, torch.nn.Sequential(torch.nn.Linear(2, 2)), source=path)
 
 
+def test_resume_restores_python_numpy_and_torch_random_streams(tmp_path):
+    import random
+
+    random.seed(11)
+    np.random.seed(11)  # noqa: NPY002 (the global streams are what a resume restores)
+    torch.manual_seed(11)
+    path = save_checkpoint(tmp_path / "c.pt", model=torch.nn.Linear(2, 2), config={},
+                           epoch=1, step=1)  # fmt: skip
+    want = (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist())  # noqa: NPY002
+    random.seed(99)  # a fresh process would start from other states
+    np.random.seed(99)  # noqa: NPY002
+    torch.manual_seed(99)
+    restore_training_state(load_checkpoint(path), torch.nn.Linear(2, 2))
+    got = (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist())  # noqa: NPY002
+    assert got == want
+    random.seed(99)
+    np.random.seed(99)  # noqa: NPY002
+    restore_training_state(load_checkpoint(path), torch.nn.Linear(2, 2), rng=False)
+    assert random.random() != want[0] and np.random.rand(3).tolist() != want[1]  # noqa: NPY002
+
+
+def test_files_that_are_not_rnnpose_checkpoints(tmp_path):
+    plain = tmp_path / "plain.pt"
+    torch.save({"weight": torch.zeros(2)}, plain)  # a bare state dict, no 'format' field
+    with pytest.raises(CheckpointError, match=r"plain\.pt: not an rnnpose checkpoint"):
+        load_checkpoint(plain)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(CheckpointError, match=r"tensor\.pt: not an rnnpose checkpoint"):
+        load_checkpoint(tensor)
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n")
+    with pytest.raises(CheckpointError, match=r"notes\.pt: truncated or corrupt"):
+        load_checkpoint(text)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt: truncated or corrupt"):
+        load_checkpoint(empty)
+
+
+@pytest.mark.parametrize("field", ["model", "config", "epoch", "step"])
+def test_checkpoint_missing_a_field(tmp_path, field):
+    path = save_checkpoint(tmp_path / "c.pt", model=torch.nn.Linear(2, 2), config={},
+                           epoch=0, step=0)  # fmt: skip
+    payload = torch.load(path, weights_only=True)
+    del payload[field]
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"c\.pt: checkpoint lacks the field '{field}'"):
+        load_checkpoint(path)
+
+
+def _adam_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 2))
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(4, 2)).sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "c.pt", model=model, optimizer=opt, config={}, epoch=1,
+                           step=1)  # fmt: skip
+    return load_checkpoint(path), path
+
+
+def test_optimiser_state_that_does_not_fit(tmp_path):
+    payload, path = _adam_checkpoint(tmp_path)
+    fresh = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 2))
+    # fewer parameters than the saved state
+    part = torch.optim.Adam(list(fresh.parameters())[:2])
+    with pytest.raises(CheckpointError, match=r"c\.pt: field 'optimizer': .*doesn't match"):
+        restore_training_state(payload, fresh, part, source=path)
+    # as many parameters, other shapes (another parameter order): refused at load, not at the
+    # first optimiser step
+    swapped = torch.optim.Adam(list(fresh.parameters())[::-1])
+    with pytest.raises(CheckpointError, match=r"c\.pt: field 'optimizer': .*shape"):
+        restore_training_state(payload, fresh, swapped, source=path)
+    # another optimiser's state (SGD with momentum) given to Adam
+    sgd = torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(CheckpointError, match=r"c\.pt: field 'optimizer': .*another optimiser"):
+        restore_training_state(payload, fresh, sgd, source=path)
+    # the state that fits loads, and the next step runs
+    good = torch.optim.Adam(fresh.parameters())
+    restore_training_state(payload, fresh, good, source=path)
+    fresh(torch.randn(4, 2)).sum().backward()
+    good.step()
+    assert good.state_dict()["state"][0]["step"] == 2
+
+
 def test_cli_version_and_help(capsys):
     assert cli_main(["--version"]) == 0  # main returns argparse's exit status
     assert "rnnpose 0.1.0" in capsys.readouterr().out

@@ -256,3 +256,39 @@ def test_warm_start_copies_the_weights_that_fit(tmp_path):
         fit_rmpp(fs, PROF, tmp_path / "bad", options={"init": str(tmp_path / "nope")},
                  quiet=True)  # fmt: skip
     assert not (tmp_path / "bad").exists()  # nothing written before the inputs are checked
+
+
+def test_ablation_switches_reach_the_model_and_the_step(tmp_path, monkeypatch):
+    """Every switch of section 4 given to training ends up where it acts: the step's config
+    (T, sgd, ordering, loss configuration, omega), the model (loop passes, LSTM2 depth or no
+    LSTM2) -- and is read back from the run folder."""
+    from rnnpose.train import rmpp as train_module
+
+    seen = []
+    real = train_module.batched_step
+
+    def capture(model, feats, gts, cfg, **kwargs):
+        seen.append((model, cfg))
+        return real(model, feats, gts, cfg, **kwargs)
+
+    monkeypatch.setattr(train_module, "batched_step", capture)
+    fs = synthetic_features([1, 2])
+    opts = {"epochs": 1, "batch_size": 2, "T": 3, "sgd": "exact", "loop": 3, "omega": 0.4,
+            "ordering": "inverse", "loss_config": "bb'", "lstm2_depth": 3}  # fmt: skip
+    out = fit_rmpp(fs, PROF, tmp_path / "a", options=opts, quiet=True)
+    model, cfg = seen[0]
+    assert (cfg.T, cfg.sgd, cfg.ordering, cfg.loss_config, cfg.omega) == (
+        3, "exact", "inverse", "bb'", 0.4)  # fmt: skip
+    assert cfg.max_iterations == PROF.max_iterations
+    assert model.lstm1.passes == 3 and len(model.lstm2.lstm.cells) == 3
+    loaded, _, prof, options = load_rmpp(out, with_ae=False)
+    assert loaded.lstm1.passes == 3 and len(loaded.lstm2.lstm.cells) == 3
+    assert (prof.T, prof.loop, prof.omega, prof.lstm2_depth) == (3, 3, 0.4, 3)
+    assert (options["sgd"], options["ordering"], options["loss_config"]) == ("exact", "inverse",
+                                                                            "bb'")  # fmt: skip
+    seen.clear()
+    out = fit_rmpp(fs, PROF, tmp_path / "b", options={"epochs": 1, "batch_size": 2,
+                   "use_lstm2": False}, quiet=True)  # fmt: skip
+    assert seen[0][0].lstm2 is None and load_rmpp(out, with_ae=False)[0].lstm2 is None
+    rec = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert rec["heatmap2"] == 0.0 and rec["heatmap1"] > 0
