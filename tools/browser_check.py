@@ -31,6 +31,7 @@ of ``make test`` (it needs a browser and minutes).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -62,7 +63,9 @@ def check(condition: bool, message: str) -> None:
 
 
 @contextmanager
-def browser_page(chromium: str, width: int = 1400, height: int = 1000) -> Iterator:
+def browser_page(
+    chromium: str, width: int = 1400, height: int = 1000, timeout_s: float = 300
+) -> Iterator:
     """A page in a headless Chromium with a fresh profile (``--user-data-dir``)."""
     from playwright.sync_api import sync_playwright
 
@@ -73,7 +76,9 @@ def browser_page(chromium: str, width: int = 1400, height: int = 1000) -> Iterat
                 viewport={"width": width, "height": height},
             )  # fmt: skip
             try:
-                yield context.pages[0] if context.pages else context.new_page()
+                page = context.pages[0] if context.pages else context.new_page()
+                page.set_default_timeout(timeout_s * 1000)  # loaded machines: minutes
+                yield page
             finally:
                 context.close()
 
@@ -173,10 +178,16 @@ def lab_check(args: argparse.Namespace) -> None:
 def drive_lab(page, url: str, args: argparse.Namespace, out: Path) -> None:
     """Open the notebook, set the profile, run all, move the slider (see the docstring)."""
     page.goto(url)
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=120_000)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
     # a kernel the notebook names but the server lacks opens a "Select Kernel" dialog
-    page.wait_for_timeout(3000)
+    idle = page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle"))
+    page.locator(".jp-Dialog").or_(idle).first.wait_for()
     check(page.locator(".jp-Dialog").count() == 0, "no kernel dialog: the kernel starts")
+    # a missing kernel may also be replaced silently by the default one: compare the names
+    spec = json.loads((args.repo / "notebooks" / args.notebook).read_text())["metadata"]
+    wanted = spec["kernelspec"]["display_name"]
+    shown = page.locator(".jp-KernelName").first.inner_text().strip()
+    check(shown == wanted, f"the notebook's own kernel runs: {shown!r}")
     set_parameter(page, "profile", f'"{args.profile}"')
     run_all(page)
     t0 = time.monotonic()
@@ -186,12 +197,12 @@ def drive_lab(page, url: str, args: argparse.Namespace, out: Path) -> None:
     check(errors == 0, "no cell raised")
 
     slider = page.locator(".widget-slider").first
-    slider.wait_for(timeout=60_000)
+    slider.wait_for()
     widget = page.locator(".jupyter-widgets.widget-vbox").last
     widget.scroll_into_view_if_needed()
     readout = slider.locator(".widget-readout")
     image = widget.locator(".widget-output img").first
-    image.wait_for(timeout=60_000)
+    image.wait_for()
     before_value, before_src = readout.inner_text().strip(), image.get_attribute("src")
     check(before_value == "1", f"slider renders, at t = {before_value}")
     page.screenshot(path=str(out / "lab-before.png"))
@@ -201,7 +212,7 @@ def drive_lab(page, url: str, args: argparse.Namespace, out: Path) -> None:
     page.wait_for_function(
         "([el, src]) => { const i = el.querySelector('.widget-output img');"
         " return i && i.getAttribute('src') !== src; }",
-        arg=[widget.element_handle(), before_src], timeout=60_000,
+        arg=[widget.element_handle(), before_src],
     )  # fmt: skip
     after_value = readout.inner_text().strip()
     now = slider.locator(".noUi-handle").first.get_attribute("aria-valuenow")
