@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 PYTEST_ARGS ?=
+# e.g. make lab LAB_ARGS="--no-browser --port=8899 --IdentityProvider.token=secret"
+LAB_ARGS ?=
 
 .PHONY: test book lab lint clean-book setup
 
@@ -43,7 +45,7 @@ book: $(VENV)/.book
 	$(BIN)/python -m rnnpose.book --profile $(PROFILE)
 
 lab: $(VENV)/.lab
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 clean-book:
 	rm -rf _build book/executed

@@ -5,6 +5,10 @@ and friends) into ``book/executed/``; an executed copy is reused while the noteb
 parameters and the package source are unchanged (the key is stored in the copy's metadata).
 Then ``jupyter-book build`` renders the executed copies without executing them again, with
 warnings as errors. A failing notebook stops the build and names the notebook and the cell.
+
+What the reader sees is set by Jupyter Book's cell tags: the source notebooks fold their
+plotting and table-assembly code (``hide-input``), and :func:`tag_for_book` shows the
+parameters once, as the chapter ran with them.
 """
 
 from __future__ import annotations
@@ -61,6 +65,27 @@ def _rel(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
+def _tags(cell: dict[str, Any]) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def tag_for_book(nb: dict[str, Any]) -> dict[str, Any]:
+    """Show the parameters once on the rendered page, with the values the notebook ran with.
+
+    papermill keeps the notebook's ``parameters`` cell (its defaults) and inserts its own
+    ``injected-parameters`` cell with the values passed. The first one is tagged
+    ``remove-cell`` (it would show ``profile = "cpu"`` on a page built with ``tiny``); the
+    injected cell stays visible. Both stay in the executed notebook. Without an injected
+    cell (nothing passed) nothing changes."""
+    cells = nb["cells"]
+    if any("injected-parameters" in _tags(c) for c in cells):
+        for cell in cells:
+            tags = _tags(cell)
+            if "parameters" in tags and not {"remove-cell", "injected-parameters"} & set(tags):
+                cell.setdefault("metadata", {})["tags"] = [*tags, "remove-cell"]
+    return nb
+
+
 def execute_notebook(
     path: Path, out: Path, params: dict[str, Any], *, force: bool = False, version: str = ""
 ) -> bool:
@@ -88,7 +113,7 @@ def execute_notebook(
             f"{_rel(path)}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
             f" (partial output kept in {_rel(tmp)})"
         ) from None
-    nb = json.loads(tmp.read_text())
+    nb = tag_for_book(json.loads(tmp.read_text()))
     nb["metadata"]["rnnpose"] = {"key": key, "params": params, "code_version": version}
     atomic_write_text(out, json.dumps(nb, ensure_ascii=False) + "\n")
     tmp.unlink()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from rnnpose.book import NotebookFailed, execute_notebook, notebook_paths
+from rnnpose.book import NotebookFailed, execute_notebook, notebook_paths, tag_for_book
 
 NOTEBOOKS = notebook_paths()
 
@@ -47,6 +48,11 @@ def test_notebook_runs_on_the_tiny_profile(path: Path, artifacts, tmp_path):
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]  # fmt: skip
     assert not errors
+    # the rendered page shows the parameters once: papermill's cell, with the values used
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"]]
+    assert [t for t in tags if "parameters" in t] == [["parameters", "remove-cell"]]
+    injected = [t for t in tags if "injected-parameters" in t]
+    assert injected == [["injected-parameters"]]
     assert any("image/png" in o.get("data", {}) or "text/html" in o.get("data", {})
                for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
 
@@ -66,3 +72,45 @@ def test_a_failing_notebook_names_the_notebook_and_cell(tmp_path):
     with pytest.raises(NotebookFailed, match=r"broken\.ipynb: cell \d+ raised ValueError: boom"):
         execute_notebook(src, tmp_path / "out.ipynb", {"profile": "tiny"})
     assert not (tmp_path / "out.ipynb").exists()
+
+
+def _code(source: str, *tags: str) -> dict:
+    return {"cell_type": "code", "metadata": {"tags": list(tags)} if tags else {},
+            "source": source, "outputs": [], "execution_count": None}  # fmt: skip
+
+
+def test_the_book_shows_the_injected_parameters_not_the_defaults():
+    nb = {"cells": [_code('profile = "cpu"', "parameters"),
+                    _code('# Parameters\nprofile = "tiny"\n', "injected-parameters"),
+                    _code("x = 1"), _code("fig", "hide-input")]}  # fmt: skip
+    tagged = tag_for_book(json.loads(json.dumps(nb)))
+    assert [c["metadata"].get("tags") for c in tagged["cells"]] == [
+        ["parameters", "remove-cell"], ["injected-parameters"], None, ["hide-input"]]
+    assert tag_for_book(json.loads(json.dumps(tagged))) == tagged  # idempotent
+    # nothing injected (no parameters passed): the defaults are what ran, so they stay
+    alone = {"cells": [nb["cells"][0], nb["cells"][2]]}
+    assert tag_for_book(json.loads(json.dumps(alone))) == alone
+
+
+# presentation code: a hand-built matplotlib figure or widget plumbing must be folded; a
+# folded cell must hold presentation code (figure, widgets, a DataFrame assembled by hand)
+# and not the chapter's set-up, so the package calls that teach the method stay visible
+MUST_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b")
+MAY_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b|\bpd\.(DataFrame|concat)\(")
+HIDING = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_plotting_code_is_folded_and_the_method_stays_visible(path: Path):
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    for k, cell in enumerate(cells):
+        source, tags = "".join(cell["source"]), set(cell.get("metadata", {}).get("tags", []))
+        where = f"{path.name}, code cell {k + 1}: {source.splitlines()[0]!r}"
+        if MUST_FOLD.search(source):
+            assert "hide-input" in tags, f"{where}: plotting code without hide-input"
+        if tags & HIDING:
+            assert tags & HIDING == {"hide-input"}, f"{where}: fold the input only"
+            assert MAY_FOLD.search(source), f"{where}: folds code that draws nothing"
+            assert "Experiment(" not in source, f"{where}: folds the chapter's set-up"
+    assert not any("injected-parameters" in c.get("metadata", {}).get("tags", [])
+                   for c in cells), f"{path.name}: holds an executed copy's injected cell"
