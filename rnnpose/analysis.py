@@ -215,7 +215,7 @@ def tag_quality(
     from rnnpose.data.coco import load_coco, read_image
     from rnnpose.data.transforms import apply_affine
     from rnnpose.predict import Predictor
-    from rnnpose.train.common import progress
+    from rnnpose.progress import progress
 
     predictor = Predictor(run_dir, method="ae", device=device)
     coco = load_coco(ann_file)

@@ -84,7 +84,7 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        code = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(exc))
         if code:  # a pickled class or function: refused, never run
             raise CheckpointError(
                 f"{path}: refused: the file carries pickled Python objects that a weights-only "

@@ -13,8 +13,8 @@ caught when they pass there.
     .venv/bin/python tests/mutations.py esgd_as_asgd lstm2_reset_every_chunk
 
 Not collected by pytest (the file name does not start with ``test_``); not part of ``make
-test``. The real-data samples are found the way ``tests/conftest.py`` finds them: the copy gets
-a ``shared`` link beside it when the repository has one beside it.
+test``. The real-data samples travel with the copy (``data/samples/`` is part of the
+repository).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"  # where tests/conftest.py looks for data/ (see --shared)
 
 
 @dataclass(frozen=True)
@@ -192,8 +191,7 @@ def source_files(root: Path) -> list[str]:
     return [f for f in out.splitlines() if (root / f).is_file()]
 
 
-def make_copy(dest: Path, files: list[str], tests_from: str | None = None,
-              shared: Path = SHARED) -> Path:  # fmt: skip
+def make_copy(dest: Path, files: list[str], tests_from: str | None = None) -> Path:
     """The repository's files under ``dest/repo``; with ``tests_from`` (a git revision) its
     ``tests/`` folder is replaced by that revision's (to see what an older suite misses)."""
     repo = dest / "repo"
@@ -206,8 +204,6 @@ def make_copy(dest: Path, files: list[str], tests_from: str | None = None,
         for f in git("ls-tree", "-r", "--name-only", tests_from, "tests").decode().splitlines():
             (repo / f).parent.mkdir(parents=True, exist_ok=True)
             (repo / f).write_bytes(git("show", f"{tests_from}:{f}"))
-    if shared.is_dir():  # tests/conftest.py looks for the real samples beside the repository
-        (dest / "shared").symlink_to(shared.resolve())
     return repo
 
 
@@ -254,7 +250,7 @@ def first_failure(output: str) -> str:
 
 def check(m: Mutation | None, files: list[str], tests: tuple[str, ...], args: Any) -> dict:
     with tempfile.TemporaryDirectory(prefix="rnnpose-mut-") as tmp:
-        repo = make_copy(Path(tmp), files, args.tests_from, args.shared)
+        repo = make_copy(Path(tmp), files, args.tests_from)
         tests = tuple(t for t in tests if not t.endswith(".py") or (repo / t).is_file())
         if m is not None:
             apply(repo, m)
@@ -269,9 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="mutations run at once")
     parser.add_argument("--tests-from", metavar="REV",
                         help="run the tests of this git revision (e.g. main) instead")  # fmt: skip
-    parser.add_argument("--shared", type=Path, default=SHARED,
-                        help="the folder holding data/ with the real samples (default: "
-                             "../shared beside the repository)")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the run of the test files on the unpatched copy")  # fmt: skip
     args = parser.parse_args(argv)

@@ -141,8 +141,8 @@ NON_FINITE = [("keypoints", float("nan")), ("keypoints", float("inf")), ("score"
 
 
 @pytest.mark.parametrize("where,value", NON_FINITE)
-def test_non_finite_keypoints_or_scores_are_refused(shared_data, tmp_path, capsys, where, value):
-    gt = shared_data / FILES[0]
+def test_non_finite_keypoints_or_scores_are_refused(real_samples, tmp_path, capsys, where, value):
+    gt = real_samples / FILES[0]
     res = gt_as_results(gt)
     bad = dict(res[3])
     if where == "keypoints":

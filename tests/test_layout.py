@@ -13,7 +13,7 @@ PACKAGE = Path(rnnpose.__file__).resolve().parent
 
 #: Floors, lowest first: a module may import its own floor and the floors below it.
 FLOORS: list[set[str]] = [
-    {"skeleton", "config", "io", "checkpoint", "progress"},
+    {"skeleton", "config", "io", "checkpoint", "progress", "cli_types"},
     {"data"},
     {"targets"},
     {"models"},
@@ -22,7 +22,7 @@ FLOORS: list[set[str]] = [
     {"train"},
     {"decode", "grouping", "inference"},
     {"predict", "evaluate"},
-    {"analysis", "experiments", "viz", "paper"},
+    {"analysis", "experiments", "viz", "paper", "results", "diagnosis"},
     {"book", "cli", "__main__"},
 ]
 FLOOR = {name: k for k, names in enumerate(FLOORS) for name in names}
