@@ -28,6 +28,7 @@ from rnnpose.io import DataError, atomic_write_text
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "executed"
+RESULTS_FILE = ROOT / "_build" / "results.json"
 
 
 class NotebookFailed(RuntimeError):
@@ -103,6 +104,7 @@ def execute_notebook(
             return False
     tmp = out.with_name(f".{out.name}.running.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     try:
         pm.execute_notebook(
             str(path), str(tmp), parameters=params, kernel_name="python3",
@@ -114,7 +116,8 @@ def execute_notebook(
             f" (partial output kept in {_rel(tmp)})"
         ) from None
     nb = tag_for_book(json.loads(tmp.read_text()))
-    nb["metadata"]["rnnpose"] = {"key": key, "params": params, "code_version": version}
+    nb["metadata"]["rnnpose"] = {"key": key, "params": params, "code_version": version,
+                                 "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     atomic_write_text(out, json.dumps(nb, ensure_ascii=False) + "\n")
     tmp.unlink()
     return True
@@ -122,16 +125,58 @@ def execute_notebook(
 
 def execute_all(
     params: dict[str, Any], *, force: bool = False, only: list[str] | None = None
-) -> None:
+) -> dict[str, float]:
+    """Execute (or reuse) every notebook; returns each one's execution seconds (for a reused
+    copy, the seconds of the run that made it)."""
     version = code_version()
+    seconds: dict[str, float] = {}
     for path in notebook_paths():
         if only and path.stem not in only:
             continue
         normalise_kernelspec(path)
         t0 = time.perf_counter()
-        ran = execute_notebook(path, EXECUTED / path.name, params, force=force, version=version)
+        out = EXECUTED / path.name
+        ran = execute_notebook(path, out, params, force=force, version=version)
         what = f"executed in {time.perf_counter() - t0:.0f} s" if ran else "unchanged, reused"
         print(f"[book] {path.name}: {what}", flush=True)
+        meta = json.loads(out.read_text()).get("metadata", {}).get("rnnpose", {})
+        seconds[path.stem] = float(meta.get("seconds", time.perf_counter() - t0))
+    return seconds
+
+
+def results_header(params: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+    """Where a results file's numbers come from: profile, seed, device and GPU, versions,
+    commit, the training code's hash (to tell a stale snapshot) and each notebook's seconds."""
+    import datetime
+
+    import torch
+
+    from rnnpose.config import get_profile
+    from rnnpose.experiments import training_code
+    from rnnpose.io import env_stamp
+
+    device = str(params["device"])
+    gpu = (torch.cuda.get_device_name(torch.device(device))
+           if device.startswith("cuda") and torch.cuda.is_available() else None)  # fmt: skip
+    env = env_stamp(device)
+    return {"profile": get_profile(params["profile"]).to_dict(), "seed": params["seed"],
+            "data_root": params["data_root"], "device": device, "gpu": gpu,
+            "torch": torch.__version__, "cuda": torch.version.cuda if gpu else None,
+            "commit": env["git_commit"], "training_code": training_code(),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
+            "env": env}  # fmt: skip
+
+
+def write_build_results(params: dict[str, Any], seconds: dict[str, float],
+                        path: Path = RESULTS_FILE) -> Path:  # fmt: skip
+    """``_build/results.json``: every table each executed notebook recorded
+    (:func:`rnnpose.results.record`), under :func:`results_header`."""
+    from rnnpose.results import collect, write_results
+
+    executed = [EXECUTED / f"{stem}.ipynb" for stem in seconds]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_results(path, collect(executed), results_header(params, seconds))
 
 
 def build_html() -> None:
@@ -145,13 +190,16 @@ def build_html() -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="cpu", choices=["tiny", "cpu", "paper"])
+    parser.add_argument("--profile", default="cpu", choices=["tiny", "cpu", "gpu", "paper"])
     parser.add_argument("--data-root", default="", help="COCO/OCHuman root (profile paper)")
     parser.add_argument("--device", type=cli_types.device, default="cpu")
     parser.add_argument("--seed", type=cli_types.seed, default=0)
     parser.add_argument("--force", action="store_true", help="re-execute every notebook")
     parser.add_argument("--only", nargs="*", help="notebook stems to execute")
     parser.add_argument("--no-html", action="store_true", help="execute only")
+    parser.add_argument("--publish", metavar="DIR", type=cli_types.output_folder,
+                        help="also write the results file (and the stage times) to DIR as a "
+                        "published snapshot; book/published takes CUDA runs only")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,14 +209,31 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.only or ()) - {p.stem for p in notebook_paths()})
     if unknown:
         raise DataError(f"--only: no notebook named {', '.join(unknown)} (see notebooks/)")
+    if args.publish:
+        from rnnpose.results import PUBLISHED
+
+        if Path(args.publish).resolve() == PUBLISHED.resolve() and not args.device.startswith(
+            "cuda"
+        ):
+            raise DataError(f"--publish {args.publish}: the published snapshot is a GPU run's; "
+                            f"a {args.device} run goes to another folder")  # fmt: skip
+        if args.only:
+            raise DataError("--publish: a snapshot needs every notebook (drop --only)")
     params = {"profile": args.profile, "data_root": args.data_root, "device": args.device,
               "seed": args.seed, "widgets": False}  # fmt: skip
     t0 = time.perf_counter()
     try:
-        execute_all(params, force=args.force, only=args.only)
+        seconds = execute_all(params, force=args.force, only=args.only)
     except NotebookFailed as exc:
         print(f"[book] error: {exc}", file=sys.stderr)
         return 1
+    results = write_build_results(params, seconds)
+    print(f"[book] results: {_rel(results)}")
+    if args.publish:
+        from rnnpose.results import publish
+
+        folder = publish(results, args.publish, EXECUTED)
+        print(f"[book] published snapshot: {folder}")
     if not args.no_html:
         build_html()
     print(f"[book] done in {time.perf_counter() - t0:.0f} s")

@@ -30,21 +30,22 @@ def claim_rows(
     claims: Sequence[tuple[str, Callable[[dict[str, float]], bool]]],
     paper: dict[str, float],
     reproduced: dict[str, float],
+    spread: float = INCONCLUSIVE_SPREAD,
 ) -> pd.DataFrame:
     """Evaluate each claim (text, predicate over a row->AP dict) on the paper's and our numbers.
 
     The verdict reads ``reproduced`` when the predicate holds on the reproduced numbers as it
     does on the paper's, ``not reproduced`` otherwise, and ``inconclusive`` when all the
-    reproduced numbers lie within ``INCONCLUSIVE_SPREAD`` AP of each other (a tie decides
-    nothing).
+    reproduced numbers lie within ``spread`` AP of each other (a tie decides nothing; the
+    book passes the measured seed-to-seed spread of its runs).
     """
-    spread = max(reproduced.values()) - min(reproduced.values()) if reproduced else 0.0
+    rng = max(reproduced.values()) - min(reproduced.values()) if reproduced else 0.0
     records = []
     for text, predicate in claims:
         holds_paper = bool(predicate(paper))
         holds_ours = bool(predicate(reproduced))
         verdict = "reproduced" if holds_ours == holds_paper else "not reproduced"
-        if spread < INCONCLUSIVE_SPREAD:
+        if rng < spread:
             verdict = "inconclusive"
         records.append(
             {"claim": text, "in the paper": holds_paper, "in this reproduction": holds_ours,
@@ -110,27 +111,118 @@ def verdict_table(table: str, col: str, reproduced: dict[str, float]) -> pd.Data
 PAPER_COLUMN = {"sparse": "COCO", "occluded": "OC-val", "occluded_test": "OC-test"}
 
 
-def side_by_side(table: str, reproduced: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """Paper and reproduced numbers next to each other, rows in the reproduced order.
+_DEFAULT = object()
 
-    ``columns`` maps a reproduced column (a split label) to the paper's column it stands for.
+
+def _snapshot(published: Any) -> Any:
+    """``published``: a :class:`rnnpose.results.Snapshot`, None (no published column values),
+    or left out: the repository's ``book/published`` snapshot if there is one."""
+    if published is _DEFAULT:
+        from rnnpose.results import published as load_published
+
+        return load_published()
+    return published
+
+
+def _published_frame(snapshot: Any, table: str) -> pd.DataFrame | None:
+    return None if snapshot is None else snapshot.numbers(table)
+
+
+def side_by_side(table: str, reproduced: pd.DataFrame, columns: dict[str, str],
+                 published: Any = _DEFAULT) -> pd.DataFrame:  # fmt: skip
+    """Paper | published run | this build, per column, rows in the reproduced order.
+
+    ``columns`` maps a reproduced column (a split label or a metric) to the paper's column it
+    stands for. The published column is empty (NaN) where the snapshot lacks the table or the
+    row, or when there is no snapshot (``published``: see :func:`_snapshot`).
     """
     t = paper_numbers()[table]
+    pub = _published_frame(_snapshot(published), table)
     out = {}
     for ours, theirs in columns.items():
         k = t["columns"].index(theirs)
         out[f"paper {theirs}"] = [float(t["rows"][r][k]) if r in t["rows"] else float("nan")
                                   for r in reproduced.index]  # fmt: skip
-        out[f"reproduced {ours}"] = list(reproduced[ours])
+        out[f"published {ours}"] = [
+            float(pub.loc[r, ours]) if pub is not None and r in pub.index and ours in pub.columns
+            else float("nan") for r in reproduced.index
+        ]  # fmt: skip
+        out[f"this build {ours}"] = list(reproduced[ours])
     return pd.DataFrame(out, index=reproduced.index).round(1)
 
 
-def verdicts(table: str, reproduced: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """Every claim of ``table`` judged per evaluation split (one block of rows per split)."""
+def verdicts(table: str, reproduced: pd.DataFrame, columns: dict[str, str],
+             published: Any = _DEFAULT, spread: float = INCONCLUSIVE_SPREAD,
+             record: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Every claim of ``table`` judged per evaluation split (one block of rows per split), on
+    this build's numbers and, in a second column, on the published run's (blank without one).
+    ``spread``: rows closer than this decide nothing (``inconclusive``). ``record``: hand the
+    numbers and verdicts to the book's results file (:func:`rnnpose.results.record`)."""
+    pub = _published_frame(_snapshot(published), table)
     blocks = []
     for ours, theirs in columns.items():
-        v = verdict_table(table, theirs, reproduced[ours].to_dict()).reset_index()
+        v = claim_rows(CLAIMS[table], column(table, theirs), reproduced[ours].to_dict(),
+                       spread=spread).reset_index()  # fmt: skip
         v.insert(1, "paper column", theirs)
         v.insert(2, "reproduced on", ours)
+        if pub is not None and ours in pub.columns and set(reproduced.index) <= set(pub.index):
+            pv = claim_rows(CLAIMS[table], column(table, theirs), pub[ours].to_dict(),
+                            spread=spread)  # fmt: skip
+            v["verdict (published)"] = list(pv["verdict"])
+        else:
+            v["verdict (published)"] = ""
         blocks.append(v)
-    return pd.concat(blocks).set_index(["claim", "paper column", "reproduced on"])
+    out = pd.concat(blocks).set_index(["claim", "paper column", "reproduced on"])
+    if record:
+        from rnnpose.results import record as record_table
+
+        record_table(table, reproduced, out, spread=spread)
+    return out
+
+
+def main_claims(ap: pd.DataFrame, spread: float = INCONCLUSIVE_SPREAD,
+                published: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """The claims of tables 1 and 2 on ``ap`` (rows ``AE, SS`` and ``Ours, SS`` at least,
+    columns ``sparse`` and ``occluded``): RMPP beats AE's grouping on each dataset, by more on
+    OCHuman. A gain within ``spread`` AP (the measured seed-to-seed spread) is
+    ``inconclusive``; ``published``: the same frame from the published run (a second verdict
+    column, blank without it)."""
+    gain_paper = {"COCO": column("table1_coco", "AP")["Ours single scale (BU)"]
+                  - column("table1_coco", "AP")["AE single scale (BU)"],
+                  "OCHuman": column("table2_ochuman", "val")["Ours, SS"]
+                  - column("table2_ochuman", "val")["AE, SS"]}  # fmt: skip
+
+    def gains(frame: pd.DataFrame) -> dict[str, float]:
+        return {d: float(frame[s]["Ours, SS"] - frame[s]["AE, SS"])
+                for d, s in (("COCO", "sparse"), ("OCHuman", "occluded"))}  # fmt: skip
+
+    def judge(g: dict[str, float]) -> list[str]:
+        def beats(x: float) -> str:
+            return "inconclusive" if abs(x) < spread else (
+                "reproduced" if x > 0 else "not reproduced")  # fmt: skip
+
+        diff = g["OCHuman"] - g["COCO"]
+        larger = ("inconclusive" if abs(diff) < spread and g["OCHuman"] > -spread else
+                  "reproduced" if g["OCHuman"] > max(g["COCO"], 0) else "not reproduced")
+        return [beats(g["COCO"]), beats(g["OCHuman"]), larger]
+
+    ours = gains(ap)
+    rows = pd.DataFrame({
+        "claim": ["RMPP beats AE's grouping at single scale on COCO",
+                  "RMPP beats AE's grouping at single scale on OCHuman",
+                  "the gain is larger on OCHuman than on COCO"],
+        "paper": [f"{gain_paper['COCO']:+.1f} AP", f"{gain_paper['OCHuman']:+.1f} AP",
+                  f"{gain_paper['OCHuman']:+.1f} vs {gain_paper['COCO']:+.1f}"],
+        "this build": [f"{ours['COCO']:+.1f} AP", f"{ours['OCHuman']:+.1f} AP",
+                       f"{ours['OCHuman']:+.1f} vs {ours['COCO']:+.1f}"],
+        "verdict": judge(ours),
+    })  # fmt: skip
+    if published is not None:
+        pub = gains(published)
+        rows.insert(2, "published", [f"{pub['COCO']:+.1f} AP", f"{pub['OCHuman']:+.1f} AP",
+                                     f"{pub['OCHuman']:+.1f} vs {pub['COCO']:+.1f}"])
+        rows["verdict (published)"] = judge(pub)
+    else:
+        rows.insert(2, "published", "")
+        rows["verdict (published)"] = ""
+    return rows.set_index("claim")

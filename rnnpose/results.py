@@ -162,5 +162,26 @@ def describe(snapshot: Snapshot | None, training_code: str) -> str:
     return text
 
 
+def chapter_head(folder: PathLike = PUBLISHED) -> Any:
+    """The paragraph a chapter with tables opens with (IPython Markdown): which run made the
+    published column, flagged when stale; and where this build's numbers are written."""
+    from IPython.display import Markdown
+
+    from rnnpose.experiments import training_code
+
+    return Markdown(describe(published(folder), training_code()) + " This build's numbers "
+                    "are also written to `_build/results.json` (README: results file).")
+
+
 def to_json_text(data: dict[str, Any]) -> str:
     return json.dumps(_clean(data), indent=1)
+
+
+def publish(results_file: PathLike, folder: PathLike) -> Path:
+    """Copy a build's results file into ``folder`` as a published snapshot (checked first:
+    a file that is not a results file is refused, nothing is written)."""
+    data = read_results(results_file)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "results.json", data)
+    return out

@@ -18,9 +18,11 @@ def test_paper_numbers_match_the_paper_tables():
 
 def test_comparison_and_verdicts():
     ours = pd.DataFrame({"sparse": [10.0, 12.0, 1.0]}, index=["0", "2", "9"])
-    df = side_by_side("table5_loop", ours, {"sparse": "COCO"})
-    assert df.loc["2", "paper COCO"] == 58.7 and df.loc["2", "reproduced sparse"] == 12.0
+    df = side_by_side("table5_loop", ours, {"sparse": "COCO"}, published=None)
+    assert list(df.columns) == ["paper COCO", "published sparse", "this build sparse"]
+    assert df.loc["2", "paper COCO"] == 58.7 and df.loc["2", "this build sparse"] == 12.0
     assert math.isnan(df.loc["9", "paper COCO"])
+    assert df["published sparse"].isna().all()  # no snapshot: an empty column, not a copy
     claims = [("loop helps", lambda r: r["2"] > r["0"]), ("loop hurts", lambda r: r["2"] < r["0"])]
     v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 12.0, "2": 11.0})
     assert list(v["verdict"]) == ["not reproduced", "not reproduced"]
@@ -43,3 +45,64 @@ def test_a_tie_is_inconclusive():
     claims = [("loop helps", lambda r: r["2"] > r["0"])]
     v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 0.0, "2": 0.0})
     assert list(v["verdict"]) == ["inconclusive"]
+
+
+def _snapshot(tmp_path, tables: dict[str, pd.DataFrame], training_code: str = "abc"):
+    from rnnpose.results import frame_to_json, published, write_results
+
+    write_results(tmp_path / "results.json",
+                  {n: {"numbers": frame_to_json(f)} for n, f in tables.items()},
+                  {"gpu": "NVIDIA H100", "device": "cuda", "commit": "0123456789abcdef",
+                   "training_code": training_code, "profile": {"name": "gpu"},
+                   "total_seconds": 300.0})  # fmt: skip
+    return published(tmp_path)
+
+
+def test_published_column_and_its_verdicts(tmp_path):
+    from rnnpose.paper import verdicts
+
+    ours = pd.DataFrame({"sparse": [10.0, 12.0]}, index=["0", "2"])
+    pub = pd.DataFrame({"sparse": [30.0, 20.0], "occluded": [1.0, 2.0]}, index=["0", "2"])
+    snap = _snapshot(tmp_path, {"table5_loop": pub})
+    df = side_by_side("table5_loop", ours, {"sparse": "COCO"}, published=snap)
+    assert list(df["published sparse"]) == [30.0, 20.0]
+    assert list(df["this build sparse"]) == [10.0, 12.0]
+    v = verdicts("table5_loop", ours, {"sparse": "COCO"}, published=snap, record=False)
+    # the loop helps in the paper (58.7 > 54.6): this build agrees, the published run does not
+    assert list(v["verdict"]) == ["reproduced"]
+    assert list(v["verdict (published)"]) == ["not reproduced"]
+    # a difference inside the measured spread decides nothing
+    v = verdicts("table5_loop", ours, {"sparse": "COCO"}, published=snap, spread=2.5,
+                 record=False)  # fmt: skip
+    assert list(v["verdict"]) == ["inconclusive"]
+    assert list(v["verdict (published)"]) == ["not reproduced"]  # 10 AP apart
+    none = verdicts("table5_loop", ours, {"sparse": "COCO"}, published=None, record=False)
+    assert list(none["verdict (published)"]) == [""]
+
+
+def test_main_claims_gains_spread_and_published():
+    from rnnpose.paper import main_claims
+
+    ap = pd.DataFrame({"sparse": {"AE, SS": 20.0, "Ours, SS": 21.0},
+                       "occluded": {"AE, SS": 15.0, "Ours, SS": 19.0}})  # fmt: skip
+    v = main_claims(ap, spread=0.5)
+    assert list(v["this build"])[:2] == ["+1.0 AP", "+4.0 AP"]
+    assert list(v["verdict"]) == ["reproduced", "reproduced", "reproduced"]
+    assert list(v["published"]) == ["", "", ""]
+    v = main_claims(ap, spread=2.0)  # +1 on COCO is inside the spread
+    assert list(v["verdict"]) == ["inconclusive", "reproduced", "reproduced"]
+    behind = ap.copy()
+    behind.loc["Ours, SS"] = [10.0, 12.0]  # -10 and -3: behind on both, less so on OCHuman
+    v = main_claims(ap, spread=0.5, published=behind)
+    assert list(v["verdict (published)"]) == ["not reproduced"] * 3
+    assert list(v["published"])[2] == "-3.0 vs -10.0"
+
+
+def test_a_stale_snapshot_is_flagged(tmp_path):
+    from rnnpose.results import describe
+
+    snap = _snapshot(tmp_path, {}, training_code="old")
+    text = describe(snap, "new")
+    assert "NVIDIA H100" in text and "0123456789ab" in text and "Stale" in text
+    assert "Stale" not in describe(snap, "old")
+    assert "No published GPU run" in describe(None, "new")

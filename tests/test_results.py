@@ -1,0 +1,66 @@
+"""The book's results file: tables recorded by notebooks, collected, written, read back, and
+the published snapshot's guard (issue 13)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from rnnpose.io import DataError
+from rnnpose.results import (MIME, collect, frame_from_json, frame_to_json, publish,
+                             read_results, write_results)  # fmt: skip
+
+
+def _notebook(path, payloads):
+    cells = [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1,
+              "outputs": [{"output_type": "display_data", "metadata": {}, "data": {MIME: p}}
+                          for p in payloads]}]  # fmt: skip
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                "nbformat_minor": 5}))  # fmt: skip
+    return path
+
+
+def test_record_collect_write_read(tmp_path):
+    frame = pd.DataFrame({"sparse": [1.5, float("nan")]}, index=["AE, SS", "Ours, SS"])
+    p = {"name": "main_comparison", "numbers": frame_to_json(frame), "spread": 1.2}
+    old = {"name": "main_comparison", "numbers": frame_to_json(frame * 0), "spread": 9.0}
+    a = _notebook(tmp_path / "a.ipynb", [old])
+    b = _notebook(tmp_path / "b.ipynb", [p, {"no name": 1}])
+    tables = collect([a, b])
+    assert list(tables) == ["main_comparison"]  # the later notebook wins; nameless ignored
+    assert tables["main_comparison"]["spread"] == 1.2
+    assert tables["main_comparison"]["notebook"] == "b"
+    out = write_results(tmp_path / "r.json", tables, {"device": "cpu", "gpu": None})
+    data = read_results(out)
+    assert json.loads(out.read_text())["tables"]["main_comparison"]["numbers"]["data"] == [
+        [1.5], [None]]  # NaN is written as null: strict JSON
+    back = frame_from_json(data["tables"]["main_comparison"]["numbers"])
+    assert back.loc["AE, SS", "sparse"] == 1.5 and pd.isna(back.loc["Ours, SS", "sparse"])
+
+
+@pytest.mark.parametrize("content,field", [
+    ([1, 2], "schema"), ({"schema": "other"}, "schema"),
+    ({"schema": "rnnpose-results-1", "header": {}}, "tables"),
+    ({"schema": "rnnpose-results-1", "header": {}, "tables": {"t": {"numbers": [1]}}},
+     "tables.t.numbers"),
+])  # fmt: skip
+def test_a_bad_results_file_names_the_field(tmp_path, content, field):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(DataError, match=f"{path}: field '{field}"):
+        read_results(path)
+    with pytest.raises(DataError):  # nothing published from it
+        publish(path, tmp_path / "pub")
+    assert not (tmp_path / "pub").exists()
+
+
+def test_book_refuses_a_cpu_snapshot_under_the_published_folder(capsys):
+    from rnnpose.book import main
+    from rnnpose.results import PUBLISHED
+
+    assert main(["--profile", "tiny", "--device", "cpu", "--publish", str(PUBLISHED)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GPU run's" in err[0]
+    assert not (PUBLISHED / "results.json").exists()
