@@ -146,3 +146,19 @@ def plot_curves(
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+#: The diagnosis setting that is the ``cpu`` profile's main run (experiments/diagnosis.py).
+MAIN_SETTING = "cpu-main"
+
+
+def seed_spread(setting: str = MAIN_SETTING, folder: PathLike = RESULTS,
+                splits: Sequence[str] = ("sparse", "occluded")) -> float:  # fmt: skip
+    """The largest range of RMPP's final AP over the seeds of ``setting`` (one frozen AE),
+    over ``splits``: the noise floor of the main comparison. At least two seeds are needed."""
+    recs = [r for (name, _), r in load_runs(folder).items() if name == setting]
+    if len(recs) < 2:
+        raise DataError(f"{folder}: {len(recs)} seed(s) of setting {setting!r}; the spread "
+                        f"needs at least 2 (python experiments/diagnosis.py run {setting} "
+                        f"--seed N)")  # fmt: skip
+    return max(float(np.ptp([final(r)[s]["AP"] for r in recs])) for s in splits)

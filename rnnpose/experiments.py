@@ -29,9 +29,10 @@ ARTIFACTS = ROOT / "artifacts"
 #: Modules that do not change what a training run learns (presentation and orchestration).
 _NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "predict.py",
                  "decode.py", "grouping.py", "evaluate.py", "inference.py",
-                 "progress.py"}  # fmt: skip
+                 "progress.py", "results.py", "diagnosis.py", "analysis.py"}  # fmt: skip
 #: Modules that do not change what an evaluation measures.
-_NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "progress.py"}
+_NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "progress.py",
+                   "results.py", "diagnosis.py"}  # fmt: skip
 
 
 def samples_dir() -> Path:
@@ -47,6 +48,11 @@ def _source_hash(exclude: set[str]) -> str:
             continue
         h.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
     return h.hexdigest()[:12]
+
+
+def training_code() -> str:
+    """Hash of the code that decides what a training run learns (part of every run's key)."""
+    return _source_hash(_NOT_TRAINING)
 
 
 def _digest(obj: Any) -> str:
@@ -150,7 +156,7 @@ class Experiment:
 
     # ------------------------------------------------------------------ runs
     def _run_dir(self, stage: str, spec: dict[str, Any]) -> Path:
-        key = _digest({**spec, "code": _source_hash(_NOT_TRAINING)})
+        key = _digest({**spec, "code": training_code()})
         return self.artifacts / "runs" / f"{stage}-{self.profile.name}-{key}"
 
     def ae(self) -> Path:
@@ -168,8 +174,9 @@ class Experiment:
             atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
         return out
 
-    def rmpp(self, **options: Any) -> Path:
-        """A trained RMPP run with the given options (see ``rnnpose train rmpp --help``)."""
+    def rmpp(self, seed: int | None = None, **options: Any) -> Path:
+        """A trained RMPP run with the given options (see ``rnnpose train rmpp --help``);
+        ``seed``: the decoder's seed (default: the experiment's), on the same AE and data."""
         from rnnpose.train.rmpp import DEFAULT_OPTIONS, train_rmpp
 
         unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
@@ -178,17 +185,26 @@ class Experiment:
         opts = {**DEFAULT_OPTIONS, **options}
         ae_run = self.ae()
         train = self.split("train")
-        spec = {"stage": "rmpp", "profile": self.profile.to_dict(), "seed": self.seed,
+        seed = self.seed if seed is None else int(seed)
+        spec = {"stage": "rmpp", "profile": self.profile.to_dict(), "seed": seed,
                 "data": train.key(), "ae": ae_run.name, "options": opts}  # fmt: skip
         out = self._run_dir("rmpp", spec)
         if not (out / "done.json").exists():
-            train_rmpp(self.profile, ae_run, train.ann_file.parent, out, resume=True,
-                       seed=self.seed, quiet=self.quiet, device=self.device,
-                       ann_file=train.ann_file, image_root=train.image_root, **opts)  # fmt: skip
+            kwargs = dict(profile=self.profile, ae_run=ae_run, data_dir=train.ann_file.parent,
+                          out_dir=out, resume=True, seed=seed, quiet=self.quiet,
+                          device=self.device, ann_file=train.ann_file,
+                          image_root=train.image_root, **opts)  # fmt: skip
+            procs = min(self.profile.rmpp_procs, self.profile.rmpp_batch_size)
+            if procs > 1 and self.device == "cpu":  # the batch shared by one-thread processes
+                from rnnpose.train.accel import run_processes
+
+                run_processes(train_rmpp, procs, threads=1, **kwargs)
+            else:
+                train_rmpp(**kwargs)
             atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
         return out
 
-    def ablation(self, **options: Any) -> Path:
+    def ablation(self, seed: int | None = None, **options: Any) -> Path:
         """An RMPP run on the ablation budget: where the profile sets one
         (``rmpp_ablation_epochs`` over the first ``rmpp_ablation_images`` training images), it
         starts from the main run's weights (:meth:`rmpp`, default options; the weights that fit,
@@ -197,11 +213,21 @@ class Experiment:
         way. Without a budget (``paper``) each row is a full run from scratch, as in the paper."""
         prof = self.profile
         if not (prof.rmpp_ablation_epochs or prof.rmpp_ablation_images):
-            return self.rmpp(**options)
+            return self.rmpp(seed=seed, **options)
         budget = {"epochs": prof.rmpp_ablation_epochs or prof.rmpp_epochs,
                   "max_images": prof.rmpp_ablation_images or None,
                   "init": str(self.rmpp())}  # fmt: skip
-        return self.rmpp(**{**budget, **options})
+        return self.rmpp(seed=seed, **{**budget, **options})
+
+    def ablation_spread(self, seeds: int = 3) -> dict[str, Any]:
+        """The seed-to-seed spread of one ablation row: the default-settings row trained with
+        ``seeds`` decoder seeds (the experiment's, +1, +2: their own image order and
+        orderings) on the same budget, evaluated on every split. ``spread`` is the largest
+        range over the splits (AP points): ablation rows closer than it decide nothing."""
+        runs = {self.seed + k: self.ablation(seed=self.seed + k) for k in range(seeds)}
+        ap = self.ap_table({f"seed {s}": r for s, r in runs.items()})
+        spread = float((ap.max() - ap.min()).max())
+        return {"AP": ap, "spread": spread}
 
     def ablation_runs(self, table: str) -> dict[str, Path]:
         """Every run of an ablation table (trained now where not cached), with a progress bar."""
