@@ -203,7 +203,7 @@ PROFILES: dict[str, Profile] = {
         # batch 2 shared by two one-thread processes: 4x the Adam steps of the lock-step
         # batch 8 it replaces, at 1.3x its speed on 2 cores (book chapter 10, issue 16)
         rmpp_epochs=3, rmpp_lr=1e-3, rmpp_lr_drop_epoch=3, rmpp_batch_size=2, rmpp_procs=2,
-        rmpp_ablation_epochs=1, rmpp_ablation_images=120,
+        rmpp_ablation_epochs=1, rmpp_ablation_images=64,
         n_train=1200, n_eval=200,
     ),
     # The published GPU build (issue 13): the cpu profile's networks on 5x the training

@@ -111,6 +111,9 @@ class Experiment:
         # RNNPOSE_ARTIFACTS moves the cache (the test suite uses a temporary one)
         self.artifacts = Path(artifacts or os.environ.get("RNNPOSE_ARTIFACTS") or ARTIFACTS)
         self.quiet = quiet
+        # most processes one RMPP run may use (a row trained inside a worker of
+        # :meth:`ablation_runs` trains in one process); not part of any run's key
+        self.max_procs = 0
 
     # ------------------------------------------------------------------ data
     def split(self, name: str) -> Split:
@@ -194,7 +197,8 @@ class Experiment:
                           out_dir=out, resume=True, seed=seed, quiet=self.quiet,
                           device=self.device, ann_file=train.ann_file,
                           image_root=train.image_root, **opts)  # fmt: skip
-            procs = min(self.profile.rmpp_procs, self.profile.rmpp_batch_size)
+            procs = min(self.profile.rmpp_procs, self.profile.rmpp_batch_size,
+                        self.max_procs or self.profile.rmpp_procs)  # fmt: skip
             if procs > 1 and self.device == "cpu":  # the batch shared by one-thread processes
                 from rnnpose.train.accel import run_processes
 
@@ -224,15 +228,43 @@ class Experiment:
         ``seeds`` decoder seeds (the experiment's, +1, +2: their own image order and
         orderings) on the same budget, evaluated on every split. ``spread`` is the largest
         range over the splits (AP points): ablation rows closer than it decide nothing."""
-        runs = {self.seed + k: self.ablation(seed=self.seed + k) for k in range(seeds)}
+        runs = self.ablation_rows({self.seed + k: {"seed": self.seed + k} for k in range(seeds)},
+                                  desc="ablation spread")  # fmt: skip
         ap = self.ap_table({f"seed {s}": r for s, r in runs.items()})
         spread = float((ap.max() - ap.min()).max())
         return {"AP": ap, "spread": spread}
 
     def ablation_runs(self, table: str) -> dict[str, Path]:
-        """Every run of an ablation table (trained now where not cached), with a progress bar."""
-        rows = ABLATIONS[table]
-        return self.sweep(rows, lambda row: self.ablation(**rows[row]), desc=table)
+        """Every run of an ablation table (trained now where not cached), with a progress bar.
+
+        Where the profile shares a batch between processes (``rmpp_procs`` > 1, on the CPU),
+        the rows are trained and evaluated that many at a time instead, each in a one-thread
+        worker decoding its batch in lock-step (the same numbers up to float rounding; the
+        runs are the same cache entries)."""
+        return self.ablation_rows(ABLATIONS[table], desc=table)
+
+    def ablation_rows(self, rows: dict[Any, dict[str, Any]], desc: str) -> dict[Any, Path]:
+        """``{name: ablation run}`` for ``{name: options}`` (see :meth:`ablation_runs`)."""
+        jobs = self.profile.rmpp_procs if self.device == "cpu" else 1
+        if jobs > 1 and not self.max_procs:
+            self.rmpp()  # the main run every row starts from (it writes the feature cache)
+            self.parallel_rows(list(rows.values()), jobs, desc=desc)
+            return {name: self.ablation(**opts) for name, opts in rows.items()}
+        return self.sweep(rows, lambda name: self.ablation(**rows[name]), desc=desc)
+
+    def parallel_rows(self, rows: list[dict[str, Any]], jobs: int, desc: str) -> None:
+        """Train and evaluate ablation rows (option dicts, ``seed`` allowed) ``jobs`` at a
+        time in spawned one-thread workers; the results land in the cache."""
+        import multiprocessing as mp
+
+        from rnnpose.progress import progress
+
+        args = [(self.profile, self.data_root, self.device, self.seed, self.artifacts, row)
+                for row in rows]  # fmt: skip
+        with mp.get_context("spawn").Pool(min(jobs, len(rows))) as pool:
+            done = pool.imap_unordered(_train_and_evaluate_row, args)
+            for _ in progress(done, total=len(rows), quiet=self.quiet, desc=desc):
+                pass
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, run: Path, split: str, method: str | None = None,
@@ -288,3 +320,17 @@ class Experiment:
             bar.set_postfix_str(str(v))
             out[v] = fn(v)
         return out
+
+
+def _train_and_evaluate_row(args: tuple) -> None:
+    """One worker of :meth:`Experiment.parallel_rows`: one thread, one process."""
+    import torch
+
+    profile, data_root, device, seed, artifacts, row = args
+    torch.set_num_threads(1)
+    exp = Experiment(profile, data_root=data_root or "", device=device, seed=seed,
+                     artifacts=artifacts, quiet=True)  # fmt: skip
+    exp.max_procs = 1
+    run = exp.ablation(**row)
+    for split in exp.eval_splits:
+        exp.evaluate(run, split)
