@@ -84,6 +84,7 @@ class Profile:
     rmpp_procs: int = 1
     rmpp_ablation_epochs: int = 0  # epochs of each ablation run (0: rmpp_epochs)
     rmpp_ablation_images: int = 0  # training images of each ablation run (0: all)
+    rmpp_ablation_eval: int = 0  # evaluation images per split of each ablation run (0: all)
     # --- synthetic benchmark sizes (ignored on real data)
     n_train: int = 0
     n_eval: int = 0
@@ -204,7 +205,7 @@ PROFILES: dict[str, Profile] = {
         # lock-step batch 8 it replaces took 450 steps in 3 epochs, at about twice the images
         # per second): per image and per step it learns far more (book chapter 10, issue 16)
         rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=2, rmpp_batch_size=2, rmpp_procs=2,
-        rmpp_ablation_epochs=1, rmpp_ablation_images=64,
+        rmpp_ablation_epochs=1, rmpp_ablation_images=32, rmpp_ablation_eval=50,
         n_train=1200, n_eval=200,
     ),
     # The published GPU build (issue 13): the cpu profile's networks on 5x the training

@@ -116,9 +116,24 @@ class Experiment:
         self.max_procs = 0
 
     # ------------------------------------------------------------------ data
-    def split(self, name: str) -> Split:
+    def split(self, name: str, limit: int = 0) -> Split:
         """A split by name: ``train``, ``sparse`` (COCO-like), ``occluded`` (OCHuman-like),
-        ``val`` (synthetic only: held-out images drawn like ``train``, for choosing settings)."""
+        ``val`` (synthetic only: held-out images drawn like ``train``, for choosing settings).
+        ``limit``: only its first ``limit`` images (by id), as a file of their own."""
+        full = self._split(name)
+        if not limit:
+            return full
+        out = self.artifacts / "subsets" / f"{name}-{_digest(full.key())}-first{limit}.json"
+        if not out.exists():
+            data = read_json(full.ann_file)
+            ids = {im["id"] for im in sorted(data["images"], key=lambda im: im["id"])[:limit]}
+            atomic_write_json(out, {**data, "images": [im for im in data["images"]
+                                                       if im["id"] in ids],
+                                    "annotations": [a for a in data["annotations"]
+                                                    if a["image_id"] in ids]}, indent=None)
+        return Split(name, out, full.image_root)
+
+    def _split(self, name: str) -> Split:
         if self.data_root is not None:
             if name not in REAL_LAYOUT:
                 raise DataError(f"{self.data_root}: no real-data split called {name!r}")
@@ -214,7 +229,9 @@ class Experiment:
         starts from the main run's weights (:meth:`rmpp`, default options; the weights that fit,
         e.g. all but the extra LSTM2 layers) and trains that much more with its own setting.
         Every row of an ablation table, its default-settings row included, is trained the same
-        way. Without a budget (``paper``) each row is a full run from scratch, as in the paper."""
+        way, and evaluated on the first ``rmpp_ablation_eval`` images of each split where the
+        profile sets that (:meth:`evaluate`). Without a budget (``paper``) each row is a full
+        run from scratch, as in the paper."""
         prof = self.profile
         if not (prof.rmpp_ablation_epochs or prof.rmpp_ablation_images):
             return self.rmpp(seed=seed, **options)
@@ -273,7 +290,7 @@ class Experiment:
         from rnnpose.evaluate import ap_by_crowding, evaluate_keypoints
         from rnnpose.predict import predict_split
 
-        sp = self.split(split)
+        sp = self.split(split, limit=self._eval_limit(run))
         key = _digest({"split": sp.key(), "method": method, "kw": predict_kw,
                        "code": _source_hash(_NOT_EVALUATION)})  # fmt: skip
         cache = run / f"eval-{split}-{method or 'default'}-{key}.json"
@@ -292,6 +309,14 @@ class Experiment:
         atomic_write_json(results_file, results, indent=None)
         atomic_write_json(cache, record)
         return record
+
+    def _eval_limit(self, run: Path) -> int:
+        """Evaluation images per split for ``run``: the profile's ablation-evaluation budget
+        for a run on the ablation budget (warm-started from the main run), else all."""
+        if not self.profile.rmpp_ablation_eval or not (run / "done.json").exists():
+            return 0
+        options = read_json(run / "done.json").get("spec", {}).get("options") or {}
+        return self.profile.rmpp_ablation_eval if options.get("init") else 0
 
     def results(self, run: Path, split: str, method: str | None = None,
                 **predict_kw: Any) -> list[dict[str, Any]]:  # fmt: skip

@@ -9,8 +9,15 @@ import pandas as pd
 import pytest
 
 from rnnpose.io import DataError
-from rnnpose.results import (MIME, collect, frame_from_json, frame_to_json, publish,
-                             read_results, write_results)  # fmt: skip
+from rnnpose.results import (
+    MIME,
+    collect,
+    frame_from_json,
+    frame_to_json,
+    publish,
+    read_results,  # fmt: skip
+    write_results,
+)
 
 
 def _notebook(path, payloads):
