@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--profile cpu] [--images 32] [--batches 8 16]
         [--max-iterations 8] [--device cpu|cuda] [--amp auto|on|off] [--channels-last auto|on|off]
-        [--threads N]
+        [--threads N] [--procs N]
 
 Every mode trains (forward, Hungarian matching, backward, Adam step) on the SAME synthetic
 features and GT people (z ~ U{0..zmax} per image), from the same initial weights. The decoder
@@ -10,7 +10,10 @@ is untrained, so its stop probability stays above omega and each image decodes
 ``max_iterations`` persons: the lock-step batch never waits on a long image (an upper bound of
 the batching gain for images of equal length). Prints images/s and the speed-up over batch 1.
 ``--amp`` (bf16 autocast) and ``--channels-last`` default to ``auto``: on for CUDA, off on the
-CPU, as in ``rnnpose train`` (:mod:`rnnpose.train.accel`).
+CPU, as in ``rnnpose train`` (:mod:`rnnpose.train.accel`). ``--procs N`` adds a mode that
+shares each batch of N images between N one-thread processes (torchrun's layout from Python,
+:func:`rnnpose.train.accel.run_processes`; the gradients summed before each step), the way the
+``cpu`` profile trains on 2 cores.
 """
 
 from __future__ import annotations
@@ -74,6 +77,50 @@ def run_mode(
     return n / (time.perf_counter() - t0)
 
 
+def _proc_worker(profile, feats, gts, cfg, out: str) -> None:
+    """One process of the ``--procs`` mode: image ``rank`` of every batch of ``world``."""
+    import json
+
+    from rnnpose.train.accel import all_reduce_grads, barrier, setup_distributed
+
+    info, device = setup_distributed(torch.device("cpu"))
+    torch.manual_seed(0)
+    model = RMPP(profile)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    n, w = feats.shape[0], info.world
+
+    def one(i: int) -> None:
+        opt.zero_grad(set_to_none=True)
+        if i < n:
+            literal_step(model, feats[i : i + 1], gts[i], cfg, seed=i)
+        all_reduce_grads(model, info)
+        opt.step()
+
+    one(info.rank)  # warm-up
+    barrier(info)
+    t0 = time.perf_counter()
+    for s in range(0, n, w):
+        one(s + info.rank)
+    barrier(info)
+    if info.main:
+        with open(out, "w") as fh:
+            json.dump({"images_per_s": n / (time.perf_counter() - t0)}, fh)
+
+
+def procs_mode(profile, feats, gts, cfg, procs: int) -> float:
+    import json
+    import tempfile
+
+    from rnnpose.train.accel import run_processes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "ips.json")
+        run_processes(_proc_worker, procs, threads=1, profile=profile, feats=feats, gts=gts,
+                      cfg=cfg, out=out)  # fmt: skip
+        with open(out) as fh:
+            return float(json.load(fh)["images_per_s"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -86,6 +133,8 @@ def main() -> None:
     parser.add_argument("--amp", choices=SWITCH, default="auto", help="bf16 autocast")
     parser.add_argument("--channels-last", choices=SWITCH, default="auto", help="NHWC")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--procs", type=int, default=0,
+                        help="also: batches of N shared by N one-thread processes (CPU)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,6 +157,10 @@ def main() -> None:
     for b in args.batches:
         ips = run_mode(model, feats, gts, cfg, b, device, amp, cl)
         print(f"batch {b:2d} (lock-step)   : {ips:8.2f} images/s   x{ips / base:.2f}")
+    if args.procs > 1:
+        ips = procs_mode(prof, feats, gts, cfg, args.procs)
+        print(f"batch {args.procs:2d} ({args.procs} one-thread processes): {ips:8.2f} images/s   "
+              f"x{ips / base:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -301,6 +301,7 @@ def run_setting(args: argparse.Namespace) -> None:
               "curve": curve, "final": curve[-1]["splits"], "log": log,
               "threads": torch.get_num_threads(), "cpu": cpu_name(),
               "env": env_stamp("cpu")}  # fmt: skip
+    record["loss_levels"] = loss_levels(images)
     atomic_write_json(RESULTS / f"{args.name}-s{args.seed}.json", record)
 
 
