@@ -98,10 +98,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # the profile field is kept so the continuation resumes the same run)
     "cpu-e3": {"desc": "the same, 3 epochs (lr drop at 3)", "options": {"batch_size": 2},
                "procs": 2, "epochs": 3, "profile": {"rmpp_ablation_images": 120,
-                                                    "rmpp_epochs": 3}},
+                                                    "rmpp_ablation_eval": 0}},
     "cpu-e5": {"desc": "the same, continued to 5 epochs (epochs 4-5 at the dropped rate)",
                "options": {"batch_size": 2}, "procs": 2, "epochs": 5, "lr_drop": 3,
-               "profile": {"rmpp_ablation_images": 120, "rmpp_epochs": 3},
+               "profile": {"rmpp_ablation_images": 120, "rmpp_ablation_eval": 0},
                "curve_from": "cpu-e3"},
     # learning rate (the cpu profile's 1e-3; the paper's 1e-4 at batch 1 on 576k steps)
     "b1-lr3e-4-400": {"desc": "batch 1, Adam lr 3e-4 (cpu profile: 1e-3), 400 images",

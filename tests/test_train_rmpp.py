@@ -2,6 +2,7 @@
 frozen-AE feature cache and its statistics, the CLI end to end."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -292,3 +293,17 @@ def test_ablation_switches_reach_the_model_and_the_step(tmp_path, monkeypatch):
     assert seen[0][0].lstm2 is None and load_rmpp(out, with_ae=False)[0].lstm2 is None
     rec = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert rec["heatmap2"] == 0.0 and rec["heatmap1"] > 0
+
+
+def test_resume_key_fills_profile_fields_added_since():
+    """A run started before a Profile field existed resumes when the field is at its default,
+    and is refused when the field was changed."""
+    from rnnpose.train.rmpp import _check_resume
+
+    new = {"method": "rmpp", "profile": get_profile("tiny").to_dict(), "options": {}, "seed": 0}
+    old = {**new, "profile": {k: v for k, v in new["profile"].items()
+                              if k != "rmpp_ablation_eval"}}  # fmt: skip
+    _check_resume({"config": old}, new, Path("last.pt"))  # the default: resumes
+    changed = {**new, "profile": {**new["profile"], "rmpp_ablation_eval": 7}}
+    with pytest.raises(DataError, match="different 'profile'"):
+        _check_resume({"config": old}, changed, Path("last.pt"))

@@ -128,8 +128,15 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
-    """What must not change on ``--resume`` (the epoch count may grow)."""
-    prof = {k: v for k, v in (config.get("profile") or {}).items() if k != "rmpp_epochs"}
+    """What must not change on ``--resume`` (the epoch count may grow). The profile is compared
+    with every field filled in, so a field added to ``Profile`` since the run started, at its
+    default, does not block the resume."""
+    prof = config.get("profile") or {}
+    try:
+        prof = Profile.from_dict(prof).to_dict()
+    except (TypeError, ValueError, KeyError):
+        pass  # compared as written
+    prof = {k: v for k, v in prof.items() if k != "rmpp_epochs"}
     opts = {k: v for k, v in (config.get("options") or {}).items() if k != "epochs"}
     return {"method": config.get("method"), "profile": prof, "options": opts,
             "seed": config.get("seed")}  # fmt: skip
