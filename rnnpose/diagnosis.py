@@ -113,7 +113,10 @@ def summary_table(
                                   for sp in splits if sp in ae for m in metrics if m in ae[sp]}}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.columns = [c if isinstance(c, str) else f"{c[0]} {c[1]}" for c in table.columns]
-    return table.fillna("")
+    for col in ("seeds", "Adam steps"):  # counts, blank on AE's row
+        if col in table:
+            table[col] = [("" if pd.isna(v) else str(int(v))) for v in table[col]]
+    return table.astype(object).fillna("")
 
 
 def curve(rec: dict[str, Any], split: str, metric: str = "AP") -> tuple[list[int], list[float]]:
