@@ -177,6 +177,11 @@ def check_profile_values(data: dict[str, Any]) -> None:
         least = "> 0" if f.name in POSITIVE_FIELDS else ">= 0"
         if not math.isfinite(v) or v < 0 or (v == 0 and f.name in POSITIVE_FIELDS):
             raise ValueError(f"field {f.name!r} must be a finite number {least}, got {v}")
+    for name, allowed in (("rmpp_input", ("features", "features+tags", "features+maps")),
+                          ("rmpp_heatmap_norm", ("person", "joint", "sum"))):  # fmt: skip
+        if name in data and data[name] not in allowed:
+            raise ValueError(f"field {name!r} must be one of {', '.join(allowed)}, got "
+                             f"{str(data[name])[:40]!r}")  # fmt: skip
     if "omega" in data and not 0 < data["omega"] < 1:
         raise ValueError(f"field 'omega' must lie in (0, 1), got {data['omega']}")
     if data.get("input_size", 1) % data.get("output_size", 1):

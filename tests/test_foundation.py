@@ -220,6 +220,9 @@ def test_cli_version_and_help(capsys):
     ("name", 3, "field 'name' must be of type str"),
     ("extra", [], "field 'extra' must be an object"),
     ("output_size", 24, "'input_size' (64) must be a multiple of 'output_size' (24)"),
+    ("rmpp_input", "maps", "field 'rmpp_input' must be one of features, features+tags"),
+    ("rmpp_heatmap_norm", "l1", "field 'rmpp_heatmap_norm' must be one of person, joint, sum"),
+    ("rmpp_procs", 0, "field 'rmpp_procs' must be a finite number > 0, got 0"),
 ])  # fmt: skip
 def test_a_profile_read_back_is_checked(field, value, message):
     good = PROFILES["tiny"].to_dict()
