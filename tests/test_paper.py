@@ -106,3 +106,11 @@ def test_a_stale_snapshot_is_flagged(tmp_path):
     assert "NVIDIA H100" in text and "0123456789ab" in text and "Stale" in text
     assert "Stale" not in describe(snap, "old")
     assert "No published GPU run" in describe(None, "new")
+
+
+def test_a_tie_is_inconclusive_whatever_the_measured_spread():
+    claims = [("loop helps", lambda r: r["2"] > r["0"])]
+    v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 0.0, "2": 0.0}, spread=0.0)
+    assert list(v["verdict"]) == ["inconclusive"]
+    v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 0.0, "2": 0.3}, spread=0.1)
+    assert list(v["verdict"]) == ["inconclusive"]  # 0.3 AP: below the 0.5 floor
