@@ -196,7 +196,7 @@ PROFILES: dict[str, Profile] = {
         max_people=12, lstm1_hidden=32, lstm1_depth=3, lstm2_hidden=16, lstm2_depth=2,
         loop=2, T=4, max_iterations=12,
         ae_epochs=2, ae_lr=1e-3, ae_batch_size=8, ae_tag_weight=0.1,
-        rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=100, rmpp_batch_size=2,
+        rmpp_epochs=2, rmpp_lr=1e-3, rmpp_lr_drop_epoch=100, rmpp_batch_size=4,
         rmpp_ablation_epochs=1, rmpp_ablation_images=16,
         n_train=48, n_eval=16,
     ),
