@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if args.publish:
         from rnnpose.results import publish
 
-        folder = publish(results, args.publish, EXECUTED)
+        folder = publish(results, args.publish)
         print(f"[book] published snapshot: {folder}")
     if not args.no_html:
         build_html()

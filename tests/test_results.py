@@ -71,3 +71,17 @@ def test_book_refuses_a_cpu_snapshot_under_the_published_folder(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GPU run's" in err[0]
     assert not (PUBLISHED / "results.json").exists()
+
+
+def test_book_publish_copies_the_build_results(tmp_path, monkeypatch):
+    """``rnnpose book --publish DIR`` writes DIR/results.json from the build's results file
+    (the notebooks' execution is stubbed: this checks the command's path, not the book)."""
+    import rnnpose.book as book
+
+    built = tmp_path / "_build" / "results.json"
+    monkeypatch.setattr(book, "execute_all", lambda params, force, only: {"01_x": 1.5})
+    monkeypatch.setattr(book, "write_build_results", lambda params, seconds: write_results(
+        built, {}, {"device": params["device"], "stage_seconds": seconds}))
+    assert book.main(["--profile", "tiny", "--publish", str(tmp_path / "pub"), "--no-html"]) == 0
+    data = read_results(tmp_path / "pub" / "results.json")
+    assert data["header"] == {"device": "cpu", "stage_seconds": {"01_x": 1.5}}
