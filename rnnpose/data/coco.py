@@ -148,8 +148,10 @@ def _image_error(path: Path, exc: BaseException) -> DataError:
     return DataError(f"{path}: unreadable or corrupt image ({' '.join(why.split())})")
 
 
-def image_size(path: PathLike) -> tuple[int, int]:
-    """``(width, height)`` from the file's header (the pixels are not decoded)."""
+@contextlib.contextmanager
+def _open_image(path: PathLike) -> Any:
+    """``Image.open`` with the checks every reader needs: a missing file, a file PIL cannot
+    read and a decompression bomb (warning or error) all become one :class:`DataError`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
@@ -157,24 +159,22 @@ def image_size(path: PathLike) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                return im.size
+                yield im
     except _IMAGE_ERRORS as exc:
         raise _image_error(path, exc) from None
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """``(width, height)`` from the file's header (the pixels are not decoded)."""
+    with _open_image(path) as im:
+        return im.size
 
 
 def read_image(path: PathLike) -> np.ndarray:
     """An image file as HxWx3 uint8 RGB (greyscale, palette, RGBA converted)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()
-                rgb = im.convert("RGB")
-    except _IMAGE_ERRORS as exc:
-        raise _image_error(path, exc) from None
+    with _open_image(path) as im:
+        im.load()
+        rgb = im.convert("RGB")
     return np.asarray(rgb, dtype=np.uint8)
 
 
