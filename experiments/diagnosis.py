@@ -130,6 +130,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "b1-joint-400": {"desc": "batch 1, heatmap loss normalised per joint (x17), 400 images",
                      "profile": {"rmpp_heatmap_norm": "joint"},
                      "options": {"batch_size": 1}, "images": 400, "epochs": 3},
+    # the same question on the cpu profile's main run (all 1,200 images, batch 2 in two
+    # one-thread processes, 2 epochs at lr 1e-3): compare with cpu-main's seeds (issue 22)
+    "cpu-sum": {"desc": "cpu-main with the heatmap loss = plain pixel sum (the paper's l2)",
+                "profile": {"rmpp_heatmap_norm": "sum"}, "options": {"batch_size": 2},
+                "procs": 2, "epochs": 2, "lr_drop": 3},
+    "cpu-joint": {"desc": "cpu-main with the heatmap loss normalised per joint (x17)",
+                  "profile": {"rmpp_heatmap_norm": "joint"}, "options": {"batch_size": 2},
+                  "procs": 2, "epochs": 2, "lr_drop": 3},
     # selection needs something non-local: AE's tags (a per-person code) + global context (a
     # broadcast maximum) + the emitted memory, together
     "b1-fit16-tce": {"desc": "fit 16 images, + tags input, global context, emitted memory",
@@ -306,11 +314,11 @@ def run_setting(args: argparse.Namespace) -> None:
               "curve": curve, "final": curve[-1]["splits"], "log": log,
               "threads": torch.get_num_threads(), "cpu": cpu_name(),
               "env": env_stamp("cpu")}  # fmt: skip
-    record["loss_levels"] = loss_levels(images)
+    record["loss_levels"] = loss_levels(images, spec.get("profile", {}))
     atomic_write_json(RESULTS / f"{args.name}-s{args.seed}.json", record)
 
 
-def loss_levels(images: int) -> dict[str, float]:
+def loss_levels(images: int, changes: dict[str, Any] | None = None) -> dict[str, float]:
     """Reference levels of the per-image heatmap loss (LSTM1's term, the profile's
     normalisation) on the first ``images`` training images, from their targets: an empty
     prediction for every person (``zero``), and the same map -- the mean of all people's --
@@ -320,7 +328,7 @@ def loss_levels(images: int) -> dict[str, float]:
     from rnnpose.losses.rmpp import heatmap_loss, heatmap_scale
     from rnnpose.train.rmpp import person_targets
 
-    prof = get_profile("cpu")
+    prof = get_profile("cpu", **(changes or {}))  # the setting's normalisation
     tr = Experiment("cpu", artifacts=ROOT_ARTIFACTS, quiet=True).split("train")
     ds = CocoPoseDataset(tr.ann_file, tr.image_root, prof.input_size, prof.output_size,
                          train=False, max_people=prof.max_people)  # fmt: skip
@@ -343,7 +351,7 @@ def relog(args: argparse.Namespace) -> None:
     path = RESULTS / f"{args.name}-s{args.seed}.json"
     record = json.loads(path.read_text())
     record["log"] = RunDir(args.root / "runs" / f"{args.name}-s{args.seed}").read_log()
-    record["loss_levels"] = loss_levels(int(record["images"]))
+    record["loss_levels"] = loss_levels(int(record["images"]), record.get("profile_changes"))
     atomic_write_json(path, record)
 
 
