@@ -163,6 +163,7 @@ def results_header(params: dict[str, Any], seconds: dict[str, float]) -> dict[st
             "data_root": params["data_root"], "device": device, "gpu": gpu,
             "torch": torch.__version__, "cuda": torch.version.cuda if gpu else None,
             "commit": env["git_commit"], "training_code": training_code(),
+            "cpu": env.get("cpu"), "threads": env.get("threads"),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
             "env": env}  # fmt: skip
@@ -190,7 +191,9 @@ def build_html() -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="cpu", choices=["tiny", "cpu", "gpu", "paper"])
+    from rnnpose.config import PROFILES
+
+    parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
     parser.add_argument("--data-root", default="", help="COCO/OCHuman root (profile paper)")
     parser.add_argument("--device", type=cli_types.device, default="cpu")
     parser.add_argument("--seed", type=cli_types.seed, default=0)
@@ -200,6 +203,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", metavar="DIR", type=cli_types.output_folder,
                         help="also write the results file (and the stage times) to DIR as a "
                         "published snapshot; book/published takes CUDA runs only")  # fmt: skip
+
+
+def check_publishable(profile: str, device: str, folder: Path | None = None) -> None:
+    """``book/published`` (``folder``) takes a CUDA build, or on the CPU the long build
+    (profile ``long``), and never replaces a CUDA snapshot with a CPU one (:class:`DataError`)."""
+    from rnnpose.results import PUBLISHED, published
+
+    folder = folder or PUBLISHED
+    cuda = device.startswith("cuda")
+    if not cuda and profile != "long":
+        raise DataError(f"--publish {_rel(PUBLISHED)}: the published snapshot is a CUDA build's "
+                        f"or the long CPU build's (--profile long); a {profile} {device} build "
+                        "goes to another folder")  # fmt: skip
+    current = published(folder)
+    if not cuda and current is not None and str(current.header.get("device")).startswith("cuda"):
+        raise DataError(f"--publish {_rel(PUBLISHED)}: it holds a CUDA build, which takes "
+                        "precedence over a CPU build (publish this one to another folder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,11 +232,8 @@ def run(args: argparse.Namespace) -> int:
     if args.publish:
         from rnnpose.results import PUBLISHED
 
-        if Path(args.publish).resolve() == PUBLISHED.resolve() and not args.device.startswith(
-            "cuda"
-        ):
-            raise DataError(f"--publish {args.publish}: the published snapshot is a GPU run's; "
-                            f"a {args.device} run goes to another folder")  # fmt: skip
+        if Path(args.publish).resolve() == PUBLISHED.resolve():
+            check_publishable(args.profile, args.device)
         if args.only:
             raise DataError("--publish: a snapshot needs every notebook (drop --only)")
     params = {"profile": args.profile, "data_root": args.data_root, "device": args.device,

@@ -29,10 +29,11 @@ ARTIFACTS = ROOT / "artifacts"
 #: Modules that do not change what a training run learns (presentation and orchestration).
 _NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "predict.py",
                  "decode.py", "grouping.py", "evaluate.py", "inference.py",
-                 "progress.py", "results.py", "diagnosis.py", "analysis.py"}  # fmt: skip
+                 "progress.py", "results.py", "diagnosis.py", "analysis.py",
+                 "curves.py"}  # fmt: skip
 #: Modules that do not change what an evaluation measures.
 _NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "progress.py",
-                   "results.py", "diagnosis.py"}  # fmt: skip
+                   "results.py", "diagnosis.py", "curves.py"}  # fmt: skip
 
 
 def samples_dir() -> Path:
@@ -173,20 +174,38 @@ class Experiment:
         return ["sparse", "occluded"] + (["occluded_test"] if self.data_root else [])
 
     # ------------------------------------------------------------------ runs
-    def _run_dir(self, stage: str, spec: dict[str, Any]) -> Path:
+    def _run_dir(self, stage: str, spec: dict[str, Any], name: str = "") -> Path:
         key = _digest({**spec, "code": training_code()})
-        return self.artifacts / "runs" / f"{stage}-{self.profile.name}-{key}"
+        return self.artifacts / "runs" / f"{stage}-{name or self.profile.name}-{key}"
+
+    @property
+    def ae_profile(self) -> Profile:
+        """The profile the AE network is trained with: this one's, or the preset named by
+        ``ae_from`` (the long build shares the cpu build's AE), which must agree with this
+        one on everything the AE and the data depend on."""
+        if not self.profile.ae_from:
+            return self.profile
+        base = get_profile(self.profile.ae_from)
+        own = self.profile.to_dict()
+        differ = [k for k, v in base.to_dict().items()
+                  if not k.startswith("rmpp_") and k not in ("name", "ae_from") and own[k] != v]
+        if differ:
+            raise ValueError(f"profile {self.profile.name!r} takes its AE from "
+                             f"{base.name!r} but differs from it on {', '.join(differ)}")
+        return base
 
     def ae(self) -> Path:
-        """The trained AE run for this profile and seed (trained now if not cached)."""
+        """The trained AE run for this profile and seed (trained now if not cached); a profile
+        with ``ae_from`` uses (and fills) that preset's cache entry."""
         from rnnpose.train.ae import train_ae
 
+        prof = self.ae_profile
         train = self.split("train")
-        spec = {"stage": "ae", "profile": self.profile.to_dict(), "seed": self.seed,
+        spec = {"stage": "ae", "profile": prof.to_dict(), "seed": self.seed,
                 "data": train.key()}  # fmt: skip
-        out = self._run_dir("ae", spec)
+        out = self._run_dir("ae", spec, name=prof.name)
         if not (out / "done.json").exists():
-            train_ae(self.profile, train.ann_file.parent, out, resume=True, seed=self.seed,
+            train_ae(prof, train.ann_file.parent, out, resume=True, seed=self.seed,
                      quiet=self.quiet, device=self.device, ann_file=train.ann_file,
                      image_root=train.image_root)  # fmt: skip
             atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
@@ -222,6 +241,36 @@ class Experiment:
                 train_rmpp(**kwargs)
             atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
         return out
+
+    def main_runs(self) -> dict[int, Path]:
+        """The main run for each of the profile's ``rmpp_seeds`` decoder seeds (the
+        experiment's seed, +1, ...), on the same AE and data: ``{seed: run}``."""
+        seeds = [self.seed + k for k in range(self.profile.rmpp_seeds)]
+        return self.sweep(seeds, lambda s: self.rmpp(seed=s), desc="main runs")
+
+    def curve(self, run: Path, splits: Iterable[str] | None = None) -> pd.DataFrame:
+        """AP of a main run after each epoch it evaluates -- every epoch where the profile
+        sets ``rmpp_curve``, else the last -- on ``splits`` (default: ``val`` on synthetic
+        data, then the evaluation splits). One row per (epoch, split): ``epoch``, ``step``
+        (Adam steps so far), ``split``, AP, AP50, AP75. The last epoch's evaluation is the
+        run's own (:meth:`evaluate` without a checkpoint), shared with the tables."""
+        from rnnpose.train.common import RunDir
+
+        splits = list(splits or ((["val"] if self.data_root is None else []) + self.eval_splits))
+        log = RunDir(run).read_log()
+        if not log:
+            raise DataError(f"{run}: no training log (train.log.jsonl) to draw a curve from")
+        last = log[-1]["epoch"]
+        rows = []
+        for rec in log:
+            if rec["epoch"] != last and not self.profile.rmpp_curve:
+                continue
+            kw = {} if rec["epoch"] == last else {"checkpoint": f"epoch_{rec['epoch']:03d}.pt"}
+            for split in splits:
+                m = self.evaluate(run, split, **kw)["metrics"]
+                rows.append({"epoch": rec["epoch"], "step": rec["step"], "split": split,
+                             **{k: m[k] for k in ("AP", "AP50", "AP75")}})  # fmt: skip
+        return pd.DataFrame(rows)
 
     def ablation(self, seed: int | None = None, **options: Any) -> Path:
         """An RMPP run on the ablation budget: where the profile sets one

@@ -109,6 +109,18 @@ def git_commit(cwd: PathLike | None = None) -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``): the same commit trains to other weights on
+    another CPU model, so every figure made on a CPU names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def env_stamp(device: str | None = None) -> dict[str, str]:
     """Versions, device and git commit, stamped into every results file."""
     import numpy
@@ -129,5 +141,6 @@ def env_stamp(device: str | None = None) -> dict[str, str]:
         "platform": platform.platform(),
         "device": name,
         "threads": str(torch.get_num_threads()),
+        "cpu": cpu_model(),
         "git_commit": git_commit(),
     }

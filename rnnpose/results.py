@@ -122,9 +122,24 @@ class Snapshot:
 
     @property
     def label(self) -> str:
-        """The column heading: the machine that ran it (never "GPU" for a CPU run)."""
+        """The column heading: the GPU that ran it, or "the <profile> CPU build" (never "GPU"
+        for a CPU run)."""
         gpu = self.header.get("gpu")
-        return f"published ({gpu})" if gpu else f"published ({self.header.get('device', '?')})"
+        if gpu:
+            return f"published ({gpu})"
+        profile = (self.header.get("profile") or {}).get("name", "?")
+        return f"published ({profile} {str(self.header.get('device', '?')).upper()} build)"
+
+    def budget(self) -> str:
+        """The decoder's budget of the snapshot's main run, from its profile."""
+        prof = self.header.get("profile") or {}
+        try:
+            steps = prof["rmpp_epochs"] * -(-prof["n_train"] // prof["rmpp_batch_size"])
+            return (f"decoder {prof['rmpp_epochs']} epochs x {prof['n_train']:,} images at batch "
+                    f"{prof['rmpp_batch_size']} ({steps:,} Adam steps), "
+                    f"{prof.get('rmpp_seeds', 1)} decoder seed(s)")  # fmt: skip
+        except (KeyError, TypeError, ZeroDivisionError):
+            return "budget not recorded"
 
     def numbers(self, name: str) -> pd.DataFrame | None:
         table = self.data["tables"].get(name)
@@ -150,12 +165,16 @@ def published(folder: PathLike = PUBLISHED) -> Snapshot | None:
 def describe(snapshot: Snapshot | None, training_code: str) -> str:
     """One paragraph for a chapter head: which commit and machine made the published column."""
     if snapshot is None:
-        return ("No published GPU run yet: the 'published' columns are empty. "
-                "`rnnpose book --profile gpu --device cuda --publish book/published` makes one.")
+        return ("No published run yet (neither a CUDA build nor the long CPU build): the "
+                "'published' columns are empty. `python -m rnnpose.book --profile long --publish "
+                "book/published` makes the long CPU build's snapshot (about 4 hours on 2 cores); "
+                "`--profile gpu --device cuda` a CUDA build's.")
     h = snapshot.header
-    text = (f"Published column: profile `{h.get('profile', {}).get('name', '?')}` on "
-            f"{snapshot.label[11:-1]}, commit `{str(h.get('commit', '?'))[:12]}`, "
-            f"{h.get('created', '?')}, {h.get('total_seconds', 0) / 60:.1f} min in all.")
+    machine = h.get("gpu") or f"CPU ({h.get('cpu') or 'model not recorded'})"
+    text = (f"Published column: {snapshot.label[11:-1]}, profile "
+            f"`{h.get('profile', {}).get('name', '?')}` ({snapshot.budget()}) on {machine}, "
+            f"commit `{str(h.get('commit', '?'))[:12]}`, {h.get('created', '?')}, "
+            f"{h.get('total_seconds', 0) / 60:.1f} min in all.")
     if snapshot.stale(training_code):
         text += (" **Stale:** the training code has changed since that run, so its numbers "
                  "come from other code than this build's.")

@@ -69,8 +69,29 @@ def test_book_refuses_a_cpu_snapshot_under_the_published_folder(capsys):
 
     assert main(["--profile", "tiny", "--device", "cpu", "--publish", str(PUBLISHED)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "GPU run's" in err[0]
-    assert not (PUBLISHED / "results.json").exists()
+    assert len(err) == 1 and "long CPU build's" in err[0]
+
+
+def test_the_published_folder_takes_the_long_cpu_build_unless_it_holds_a_cuda_one(tmp_path):
+    from rnnpose.book import check_publishable
+    from rnnpose.results import published
+
+    check_publishable("long", "cpu", tmp_path)  # nothing published yet
+    check_publishable("gpu", "cuda", tmp_path)
+    for profile in ("cpu", "tiny", "gpu"):
+        with pytest.raises(DataError, match="long CPU build"):
+            check_publishable(profile, "cpu", tmp_path)
+    write_results(tmp_path / "results.json", {}, {"device": "cpu", "profile": {
+        "name": "long", "rmpp_epochs": 8, "n_train": 1200, "rmpp_batch_size": 2,
+        "rmpp_seeds": 2}, "cpu": "AMD EPYC"})  # fmt: skip
+    check_publishable("long", "cpu", tmp_path)  # a CPU snapshot may be replaced
+    snap = published(tmp_path)
+    assert snap.label == "published (long CPU build)"
+    assert snap.budget().startswith("decoder 8 epochs x 1,200 images at batch 2 (4,800 Adam")
+    write_results(tmp_path / "results.json", {}, {"device": "cuda:0", "gpu": "NVIDIA H100"})
+    with pytest.raises(DataError, match="CUDA build, which takes precedence"):
+        check_publishable("long", "cpu", tmp_path)
+    check_publishable("gpu", "cuda", tmp_path)
 
 
 def test_book_publish_copies_the_build_results(tmp_path, monkeypatch):

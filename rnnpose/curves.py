@@ -1,0 +1,146 @@
+"""Does the decoder catch AE when it trains longer? AP against the decoder's Adam steps.
+
+A curve is a table with one row per (seed, epoch, split): ``seed``, ``epoch``, ``step`` (Adam
+steps so far), ``split``, ``AP`` (:meth:`rnnpose.experiments.Experiment.curve` for one run;
+:func:`stack` for several seeds). The question of issue 22 is read off it against AE's
+grouping on the same frozen network: the gap RMPP - AE at each doubling of the budget, its
+change per doubling, and one sentence that says whether the gap closes, narrows (by how much
+per doubling) or stops narrowing at the budgets measured. Nothing here extrapolates silently:
+:func:`answer` labels the one extrapolation it makes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+COLUMNS = ("seed", "epoch", "step", "split", "AP")
+
+
+def stack(curves: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
+    """One table from ``{seed: curve of that seed's run}``."""
+    frames = [c.assign(seed=int(s)) for s, c in curves.items()]
+    if not frames:
+        return pd.DataFrame(columns=list(COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def check(curve: pd.DataFrame, where: str = "curve") -> pd.DataFrame:
+    """``curve`` with its columns checked (a missing column or a non-numeric step/AP is a
+    ``ValueError`` naming it): the boundary for curves read back from results files."""
+    missing = [c for c in COLUMNS if c not in curve.columns]
+    if missing:
+        raise ValueError(f"{where}: column(s) {', '.join(missing)} missing")
+    for col in ("seed", "epoch", "step", "AP"):
+        if not pd.api.types.is_numeric_dtype(curve[col]):
+            raise ValueError(f"{where}: column {col!r} must be numeric")
+    if (curve["step"] <= 0).any():
+        raise ValueError(f"{where}: column 'step' must be > 0")
+    return curve
+
+
+def doublings(steps: list[int] | np.ndarray) -> list[int]:
+    """The step counts of ``steps`` that double the first one: s, 2s, 4s, ... (those present)."""
+    steps = sorted({int(s) for s in steps})
+    if not steps:
+        return []
+    out, target = [], steps[0]
+    for s in steps:
+        if s == target:
+            out.append(s)
+            target *= 2
+    return out
+
+
+def gaps(curve: pd.DataFrame, ae: Mapping[str, float], splits: list[str]) -> pd.DataFrame:
+    """The gap RMPP - AE at each doubling of the budget, per split: ``step``, ``split``,
+    the mean gap over the seeds, their range (``seed range``: max - min of the seeds' AP), and
+    the change since the previous doubling (``per doubling``)."""
+    curve = check(curve)
+    rows = []
+    for split in splits:
+        part = curve[curve["split"] == split]
+        previous = None
+        for step in doublings(part["step"].to_numpy()):
+            ap = part.loc[part["step"] == step, "AP"].to_numpy(dtype=float)
+            gap = float(ap.mean()) - float(ae[split])
+            change = np.nan if previous is None else gap - previous
+            rows.append({"split": split, "step": step, "seeds": len(ap),
+                         "RMPP mean": float(ap.mean()), "AE": float(ae[split]), "gap": gap,
+                         "seed range": float(ap.max() - ap.min()),
+                         "per doubling": change})  # fmt: skip
+            previous = gap
+    return pd.DataFrame(rows)
+
+
+def rate(table: pd.DataFrame, split: str, last: int = 2) -> float:
+    """AP per doubling over the last ``last`` doublings of ``split`` in a :func:`gaps` table
+    (least-squares slope of the gap against log2(steps)); NaN with fewer than two points."""
+    part = table[table["split"] == split].tail(last + 1)
+    if len(part) < 2:
+        return math.nan
+    return float(np.polyfit(np.log2(part["step"].to_numpy(float)), part["gap"].to_numpy(), 1)[0])
+
+
+def verdict(table: pd.DataFrame, split: str, spread: float) -> str:
+    """One clause for ``split``: "closes", "narrows by X AP per doubling", "stops narrowing"
+    or "widens", judged against the seed-to-seed ``spread`` (AP points)."""
+    part = table[table["split"] == split]
+    if part.empty:
+        return f"{split}: no curve"
+    end = part.iloc[-1]
+    where = f"{split}: at {int(end['step']):,} Adam steps the gap is {end['gap']:+.1f} AP"
+    if end["gap"] >= 0:
+        return f"{where}: the gap closes"
+    r = rate(table, split)
+    if math.isnan(r):
+        return f"{where} (one budget only: no rate)"
+    if r > spread / 2:
+        more = math.ceil(-end["gap"] / r - 1e-9)
+        return (f"{where} and narrows by {r:.1f} AP per doubling (extrapolated at that rate: "
+                f"{more} more doubling{'s' * (more != 1)}, {int(end['step']) * 2**more:,} "
+                f"steps, to reach AE)")  # fmt: skip
+    if r < -spread / 2:
+        return f"{where} and widens by {-r:.1f} AP per doubling"
+    return (f"{where} and stops narrowing at this scale ({r:+.1f} AP per doubling over the "
+            f"last doublings, within the seed spread of {spread:.1f})")  # fmt: skip
+
+
+def answer(table: pd.DataFrame, splits: list[str], spread: float) -> str:
+    """The one-sentence answer for the top of chapter 9: one clause per split."""
+    return "; ".join(verdict(table, s, spread) for s in splits) + "."
+
+
+def plot(curves: Mapping[str, pd.DataFrame], refs: Mapping[str, Mapping[str, float]],
+         splits: list[str], title: str = "") -> Figure:  # fmt: skip
+    """AP against the decoder's Adam steps (log scale), one panel per split: one line per
+    (build, seed) of ``curves`` (``{build label: curve}``), and a dashed horizontal line per
+    reference of ``refs`` (``{reference label: {split: AP}}``, e.g. AE's grouping and AE's
+    heatmaps grouped by the ground truth)."""
+    fig = Figure(figsize=(4.2 * len(splits), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(splits), sharey=True))
+    markers = "os^Dv"
+    for ax, split in zip(axes, splits, strict=True):
+        for k, (label, curve) in enumerate(curves.items()):
+            part = curve[curve["split"] == split]
+            for seed, line in part.groupby("seed"):
+                line = line.sort_values("step")
+                ax.plot(line["step"], line["AP"], marker=markers[k % len(markers)], ms=4,
+                        color=f"C{k}", alpha=0.9, label=f"{label}, seed {seed}")  # fmt: skip
+        for j, (label, values) in enumerate(refs.items()):
+            if split in values:
+                ax.axhline(values[split], color="k", ls=("--", ":", "-.")[j % 3], lw=1,
+                           label=label)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set(title=split, xlabel="decoder Adam steps (log scale)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("AP")
+    axes[-1].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

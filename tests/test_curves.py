@@ -1,0 +1,79 @@
+"""AP against the decoder's budget (issue 22): gaps at each doubling, the rate per doubling and
+the one-sentence answer, on curves with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from rnnpose import curves
+
+
+def curve(ap_at, seeds=(0, 1), jitter=0.5, steps=(600, 1200, 1800, 2400, 3000, 4800)):
+    """Seed s has AP ``ap_at(step) + (s - 0.5) * jitter`` on both splits."""
+    rows = [{"seed": s, "epoch": k + 1, "step": st, "split": sp,
+             "AP": ap_at(st, sp) + (s - 0.5) * jitter}
+            for s in seeds for k, st in enumerate(steps)
+            for sp in ("sparse", "occluded")]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_doublings_keep_the_budgets_that_double_the_first():
+    assert curves.doublings([1200, 600, 1800, 2400, 3000, 4200, 4800]) == [600, 1200, 2400, 4800]
+    assert curves.doublings([1200]) == [1200]
+    assert curves.doublings([]) == []
+
+
+def test_gaps_and_rate_per_doubling_known_answer():
+    # 10 AP at 600 steps, +2 AP per doubling: 12, 14, 16 at 1200, 2400, 4800; AE at 20 / 15
+    c = curve(lambda st, sp: 10 + 2 * math.log2(st / 600))
+    t = curves.gaps(c, {"sparse": 20.0, "occluded": 15.0}, ["sparse", "occluded"])
+    sp = t[t["split"] == "sparse"]
+    assert list(sp["step"]) == [600, 1200, 2400, 4800]
+    assert list(sp["gap"]) == pytest.approx([-10, -8, -6, -4])
+    assert list(sp["seed range"]) == pytest.approx([0.5] * 4)
+    assert math.isnan(sp["per doubling"].iloc[0])
+    assert list(sp["per doubling"].iloc[1:]) == pytest.approx([2, 2, 2])
+    assert curves.rate(t, "sparse") == pytest.approx(2.0)
+    text = curves.verdict(t, "sparse", spread=1.0)
+    assert "-4.0 AP" in text and "narrows by 2.0 AP per doubling" in text
+    assert "extrapolated" in text and "2 more doublings, 19,200 steps" in text
+    occ = curves.verdict(t, "occluded", spread=1.0)  # 16 against 15: ahead
+    assert "+1.0 AP" in occ and "closes" in occ
+
+
+def test_a_flat_or_falling_curve_is_said_so():
+    flat = curve(lambda st, sp: 10 + (0.2 if st >= 2400 else 0.0))
+    t = curves.gaps(flat, {"sparse": 20.0, "occluded": 20.0}, ["sparse", "occluded"])
+    assert "stops narrowing" in curves.verdict(t, "sparse", spread=1.0)
+    falling = curve(lambda st, sp: 10 - 3 * math.log2(st / 600))
+    t = curves.gaps(falling, {"sparse": 20.0, "occluded": 20.0}, ["sparse"])
+    assert "widens by 3.0 AP per doubling" in curves.verdict(t, "sparse", spread=1.0)
+    one = curve(lambda st, sp: 10.0, steps=(1200,))
+    t = curves.gaps(one, {"sparse": 20.0, "occluded": 20.0}, ["sparse"])
+    assert "one budget only" in curves.answer(t, ["sparse"], spread=1.0)
+
+
+def test_a_curve_without_its_columns_is_refused():
+    with pytest.raises(ValueError, match="step"):
+        curves.check(pd.DataFrame({"seed": [0], "epoch": [1], "split": ["sparse"], "AP": [1.0]}))
+    bad = curve(lambda st, sp: 1.0).assign(step=0)
+    with pytest.raises(ValueError, match="'step' must be > 0"):
+        curves.gaps(bad, {"sparse": 1.0}, ["sparse"])
+
+
+def test_plot_draws_one_line_per_build_and_seed_and_each_reference():
+    long = curve(lambda st, sp: 10 + 2 * math.log2(st / 600))
+    default = curve(lambda st, sp: 11.0, seeds=(0,), steps=(1200,))
+    fig = curves.plot({"long build": long, "default build": default},
+                      {"AE grouping": {"sparse": 20.0, "occluded": 15.0},
+                       "AE heatmaps, ground-truth grouping": {"sparse": 30.0}},
+                      ["sparse", "occluded"])  # fmt: skip
+    sparse_ax, occluded_ax = fig.axes
+    assert sparse_ax.get_xscale() == "log"
+    assert len(sparse_ax.lines) == 2 + 1 + 2 and len(occluded_ax.lines) == 2 + 1 + 1
+    long0 = sparse_ax.lines[0]
+    assert list(long0.get_xdata()) == [600, 1200, 1800, 2400, 3000, 4800]
+    assert list(long0.get_ydata())[-1] == pytest.approx(16 - 0.25)

@@ -1,0 +1,101 @@
+"""The long CPU build (issue 22): the `long` profile is the `cpu` profile with a longer decoder
+budget on the same AE network; its runs resume after a kill and end with the numbers of an
+uninterrupted run; its main runs are evaluated after every epoch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnpose.config import PROFILES, Profile, get_profile
+from rnnpose.experiments import Experiment
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def adam_steps(p: Profile) -> int:
+    return p.rmpp_epochs * -(-p.n_train // p.rmpp_batch_size)
+
+
+def test_long_is_the_cpu_profile_with_four_times_the_decoder_budget():
+    cpu, long = PROFILES["cpu"], PROFILES["long"]
+    differ = {k for k, v in cpu.to_dict().items() if long.to_dict()[k] != v}
+    assert differ == {"name", "rmpp_epochs", "rmpp_lr_drop_epoch", "rmpp_ablation_images",
+                      "rmpp_seeds", "rmpp_curve", "ae_from"}  # fmt: skip
+    assert adam_steps(long) >= 4 * adam_steps(cpu) == 4 * 1200
+    assert long.rmpp_ablation_images * long.rmpp_ablation_epochs >= 4 * (
+        cpu.rmpp_ablation_images * cpu.rmpp_ablation_epochs)
+    assert long.rmpp_seeds >= 2 and long.rmpp_curve
+    assert long.rmpp_lr_drop_epoch > long.rmpp_epochs  # the cpu profile's constant rate
+    assert Experiment("long").ae_profile == cpu
+
+
+def test_ae_from_must_agree_on_the_ae_and_name_a_preset():
+    odd = get_profile("long", hg_channels=32)
+    with pytest.raises(ValueError, match="hg_channels"):
+        _ = Experiment(odd).ae_profile
+    data = {**PROFILES["long"].to_dict(), "ae_from": "nosuch"}
+    with pytest.raises(ValueError, match="ae_from"):
+        Profile.from_dict(data)
+
+
+CHILD = textwrap.dedent("""
+    import sys, torch
+    from rnnpose.config import get_profile
+    from rnnpose.experiments import Experiment
+    torch.set_num_threads(1)
+    prof = get_profile("tiny").replace(name="tinylong", rmpp_epochs=3, rmpp_batch_size=2,
+                                       rmpp_procs=2, rmpp_curve=True, ae_from="tiny")
+    Experiment(prof, artifacts=sys.argv[1], quiet=True).rmpp()
+""")
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
+    """A main run of a tiny `long`-like profile (batch 2 shared by two one-thread processes,
+    as the long build trains) killed once its first epoch is checkpointed, then asked for
+    again, ends with the weights and the per-epoch curve of a run never interrupted."""
+    prof = get_profile("tiny").replace(name="tinylong", rmpp_epochs=3, rmpp_batch_size=2,
+                                       rmpp_procs=2, rmpp_curve=True, ae_from="tiny")  # fmt: skip
+    art = tmp_path / "artifacts"
+    exp = Experiment(prof, artifacts=art, quiet=True)
+    ae = exp.ae()
+    assert ae == Experiment("tiny", artifacts=art, quiet=True).ae()  # one AE serves both
+    assert ae.name.startswith("ae-tiny-")
+    whole = tmp_path / "uninterrupted"
+    exp.rmpp().rename(whole)  # the same run, never interrupted, kept aside
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(art)], env=env,
+                             start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not list((art / "runs").glob("rmpp-tinylong-*/epoch_001.pt")):
+        assert child.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(child.pid, signal.SIGKILL)  # the processes sharing the batch die with it
+    child.wait()
+    (run,) = (art / "runs").glob("rmpp-tinylong-*")
+    assert run.name == whole.name
+    assert not (run / "done.json").exists() and not (run / "epoch_003.pt").exists()
+
+    assert exp.rmpp() == run  # asked for again: resumed from its checkpoint
+    wa, wb = _weights(run), _weights(whole)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+    curve = exp.curve(run, splits=["sparse"])
+    assert list(curve["epoch"]) == [1, 2, 3]
+    assert list(curve["step"]) == [24, 48, 72]  # 48 images, batch 2
+    assert curve.equals(exp.curve(whole, splits=["sparse"]))
