@@ -87,6 +87,20 @@ def tag_for_book(nb: dict[str, Any]) -> dict[str, Any]:
     return nb
 
 
+def _kernel_manager_class() -> type:
+    """papermill's kernels over IPC (Unix sockets in Jupyter's runtime folder) instead of TCP:
+    the kernel talks to nothing but this process, and ipykernel's warning "Kernel is running
+    over TCP without encryption", printed once per notebook into the build log, does not
+    apply (ipykernel 7 warns for every unencrypted TCP kernel)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**{"transport": "ipc", **kwargs})
+
+    return IPCKernelManager
+
+
 def execute_notebook(
     path: Path, out: Path, params: dict[str, Any], *, force: bool = False, version: str = ""
 ) -> bool:
@@ -109,6 +123,7 @@ def execute_notebook(
         pm.execute_notebook(
             str(path), str(tmp), parameters=params, kernel_name="python3",
             cwd=str(ROOT), progress_bar=False, log_output=False,
+            kernel_manager_class=_kernel_manager_class(),
         )  # fmt: skip
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(

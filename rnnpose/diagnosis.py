@@ -165,3 +165,97 @@ def seed_spread(setting: str = MAIN_SETTING, folder: PathLike = RESULTS,
                         f"needs at least 2 (python experiments/diagnosis.py run {setting} "
                         f"--seed N)")  # fmt: skip
     return max(float(np.ptp([final(r)[s]["AP"] for r in recs])) for s in splits)
+
+
+def setting_ap(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
+               split: str, metric: str = "AP") -> pd.DataFrame:  # fmt: skip
+    """Per setting (those with a record, in the given order) the mean, low and high of
+    ``metric`` on ``split`` over its seeds, and the number of seeds."""
+    rows = {}
+    for s in settings:
+        vals = [final(r)[split][metric] for (name, _), r in sorted(runs.items())
+                if name == s and split in final(r)]  # fmt: skip
+        if vals:
+            rows[s] = {"mean": float(np.mean(vals)), "low": min(vals), "high": max(vals),
+                       "seeds": len(vals)}  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def metric_table(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
+                 metric: str = "AP", ae: dict[str, dict[str, float]] | None = None,
+                 splits: Sequence[str] = SPLITS) -> pd.DataFrame:  # fmt: skip
+    """One metric as rows = settings (and AE's grouping) x columns = splits: the seeds' mean,
+    with their range in brackets when there are several (text cells; "–" where missing)."""
+    scale = 100.0 if metric == "count_exact" else 1.0
+    table: dict[str, dict[str, str]] = {}
+    for split in splits:
+        for s, row in setting_ap(runs, settings, split, metric).iterrows():
+            text = f"{row['mean'] * scale:.1f}"
+            if row["seeds"] > 1:
+                text += f" ({(row['high'] - row['low']) * scale:.1f})"
+            table.setdefault(s, {})[split] = text
+        if ae is not None and split in ae and metric in ae[split]:
+            v = ae[split][metric]
+            if v == v:  # NaN: AE has no such number on this split
+                table.setdefault("AE grouping", {})[split] = f"{v * scale:.1f}"
+    return pd.DataFrame.from_dict(table, orient="index").reindex(columns=list(splits))
+
+
+def plot_settings(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
+                  reference: str, spread: float, ae: dict[str, dict[str, float]] | None = None,
+                  splits: Sequence[str] = ("sparse", "occluded"),
+                  labels: dict[str, str] | None = None):  # -> matplotlib Figure
+    """Settings against the noise (chapter 10's screening finding at a glance): per split a
+    panel with one dot per setting (its seeds' mean, a bar over their range), the band
+    ``reference``'s AP +- ``spread`` (the main run's seed-to-seed range: a setting inside it
+    is not distinguishable from the reference) and AE's grouping as a dotted line."""
+    from matplotlib.figure import Figure
+
+    shown = [s for s in settings if any(name == s for name, _ in runs)]
+    fig = Figure(figsize=(3.6 * len(splits) + 1.6, 0.32 * len(shown) + 1.2))
+    axes = np.atleast_1d(fig.subplots(1, len(splits), sharey=True))
+    y = np.arange(len(shown))[::-1]
+    for ax, split in zip(axes, splits, strict=True):
+        t = setting_ap(runs, shown, split).reindex(shown)
+        ref = float(t.loc[reference, "mean"])
+        ax.axvspan(ref - spread, ref + spread, color="0.85",
+                   label=f"{reference} +-{spread:.1f} AP (seed range)")  # fmt: skip
+        ax.axvline(ref, color="0.5", lw=0.8)
+        inside = (t["mean"] - ref).abs() <= spread
+        ax.errorbar(t["mean"], y, xerr=[t["mean"] - t["low"], t["high"] - t["mean"]],
+                    fmt="none", ecolor="k", lw=1)  # fmt: skip
+        ax.scatter(t["mean"][inside], y[inside.to_numpy()], color="0.4", zorder=3,
+                   label="inside the band")  # fmt: skip
+        ax.scatter(t["mean"][~inside], y[~inside.to_numpy()], color="C3", zorder=3,
+                   label="outside the band")  # fmt: skip
+        if ae is not None and split in ae:
+            ax.axvline(ae[split]["AP"], color="k", ls=":", label="AE grouping")
+        ax.set(title=split, xlabel="AP")
+    axes[0].set_yticks(y, [(labels or {}).get(s, s) for s in shown], fontsize=8)
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def setting_tables(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
+                   ae: dict[str, dict[str, float]] | None = None,
+                   splits: Sequence[str] = SPLITS):  # -> rnnpose.tables.Stack
+    """The numbers behind a settings figure, each folded behind a click: what each setting
+    changed and its budget, then one table per metric (rows = settings, columns = splits)."""
+    from rnnpose.tables import Stack, show
+
+    what = {}
+    for s in settings:
+        recs = [r for (name, _), r in sorted(runs.items()) if name == s]
+        if recs:
+            what[s] = {"what changed": recs[0].get("desc", s), "seeds": str(len(recs)),
+                       **{k: str(v) for k, v in budget(recs[0]).items()}}  # fmt: skip
+    parts = [show(pd.DataFrame.from_dict(what, orient="index"),
+                  fold="What each setting changed, and its budget")]  # fmt: skip
+    titles = {"AP": "AP", "AP50": "AP50", "AP75": "AP75",
+              "count_exact": "exact count (% of images with as many people as annotated)"}
+    for m in METRICS:
+        parts.append(show(metric_table(runs, settings, m, ae=ae, splits=splits),
+                          fold=f"{titles[m]} per setting and split (mean over seeds; their "
+                               f"range in brackets)"))  # fmt: skip
+    return Stack(*parts)

@@ -29,11 +29,12 @@ ARTIFACTS = ROOT / "artifacts"
 #: Modules that do not change what a training run learns (presentation and orchestration).
 _NOT_TRAINING = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "predict.py",
                  "decode.py", "grouping.py", "evaluate.py", "inference.py",
-                 "progress.py", "results.py", "diagnosis.py", "analysis.py",
-                 "curves.py"}  # fmt: skip
+                 "progress.py", "results.py", "diagnosis.py", "analysis.py", "tables.py",
+                 "charts.py", "curves.py"}  # fmt: skip
 #: Modules that do not change what an evaluation measures.
 _NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", "progress.py",
-                   "results.py", "diagnosis.py", "curves.py"}  # fmt: skip
+                   "results.py", "diagnosis.py", "tables.py", "charts.py",
+                   "curves.py"}  # fmt: skip
 
 
 def samples_dir() -> Path:

@@ -229,3 +229,23 @@ def main_claims(ap: pd.DataFrame, spread: float = INCONCLUSIVE_SPREAD,
         rows.insert(2, "published", "")
         rows["verdict (published)"] = ""
     return rows.set_index("claim")
+
+
+def headline(claims: pd.DataFrame, spread: float, counts: dict[str, int],
+             build: str = "this build") -> str:  # fmt: skip
+    """The book's result in a few lines of Markdown, from a build's own numbers: each main
+    claim (:func:`main_claims`) with its verdict, this build's gain against the paper's, and
+    the seed-to-seed spread; then how many of the book's judged claims (claim x split, the
+    main ones included) were reproduced, not reproduced or inconclusive (``counts``)."""
+    lines = [f"**What {build} found.** The paper's main claims, judged on this build's "
+             f"numbers (a gain inside the decoder's seed-to-seed spread of {spread:.1f} AP "
+             f"is inconclusive):", ""]  # fmt: skip
+    for claim, row in claims.iterrows():
+        lines.append(f"* {claim}: **{row['verdict']}** (this build {row['this build']}; "
+                     f"paper {row['paper']})")  # fmt: skip
+    total = sum(counts.values())
+    lines += ["", f"Of the {total} verdicts in the book (each claim judged on each split): "
+              f"{counts.get('reproduced', 0)} reproduced, "
+              f"{counts.get('not reproduced', 0)} not reproduced, "
+              f"{counts.get('inconclusive', 0)} inconclusive."]  # fmt: skip
+    return "\n".join(lines)

@@ -204,3 +204,18 @@ def publish(results_file: PathLike, folder: PathLike) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "results.json", data)
     return out
+
+
+#: The MIME prefix of a glued output that is stored, not shown (myst-nb's ``glue`` format).
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue_markdown(name: str, text: str) -> None:
+    """Store ``text`` (Markdown) in the notebook under ``name`` for other pages of the book
+    to paste (myst-nb's ``{glue:any}`` with ``:doc:``), without showing it here; the same
+    output format as ``myst_nb.glue(name, Markdown(text), display=False)``, so the kernel
+    needs no myst-nb."""
+    from IPython.display import display
+
+    display({GLUE_PREFIX + "text/markdown": text, GLUE_PREFIX + "text/plain": text}, raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})

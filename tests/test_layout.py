@@ -22,7 +22,8 @@ FLOORS: list[set[str]] = [
     {"train"},
     {"decode", "grouping", "inference"},
     {"predict", "evaluate"},
-    {"analysis", "experiments", "viz", "paper", "results", "diagnosis", "curves"},
+    {"analysis", "experiments", "viz", "paper", "results", "diagnosis", "curves", "tables",
+     "charts"},
     {"book", "cli", "__main__"},
 ]
 FLOOR = {name: k for k, names in enumerate(FLOORS) for name in names}

@@ -93,10 +93,14 @@ def test_the_book_shows_the_injected_parameters_not_the_defaults():
 
 
 # presentation code: a hand-built matplotlib figure or widget plumbing must be folded; a
-# folded cell must hold presentation code (figure, widgets, a DataFrame assembled by hand)
-# and not the chapter's set-up, so the package calls that teach the method stay visible
+# folded cell must hold presentation code (figure, widgets, a DataFrame assembled by hand, a
+# reader-facing table or figure of rnnpose.tables / rnnpose.charts / a plot_ helper) and not
+# the chapter's set-up, so the package calls that teach the method stay visible. A cell whose
+# output is prose (the chapter head, the glued headline) runs hidden (remove-input, issue 23).
 MUST_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b")
-MAY_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b|\bpd\.(DataFrame|concat)\(")
+MAY_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b|\bpd\.(DataFrame|concat)\(|\btables\.\w+\("
+                      r"|_figure\(|\bplot_\w+\(|\bsetting_tables\(")
+MAY_HIDE = re.compile(r"^chapter_head\(\)$|\bMarkdown\(headline\(")
 HIDING = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
 
 
@@ -108,7 +112,9 @@ def test_plotting_code_is_folded_and_the_method_stays_visible(path: Path):
         where = f"{path.name}, code cell {k + 1}: {source.splitlines()[0]!r}"
         if MUST_FOLD.search(source):
             assert "hide-input" in tags, f"{where}: plotting code without hide-input"
-        if tags & HIDING:
+        if tags & HIDING == {"remove-input"}:
+            assert MAY_HIDE.search(source.strip()), f"{where}: hides code that is not prose"
+        elif tags & HIDING:
             assert tags & HIDING == {"hide-input"}, f"{where}: fold the input only"
             assert MAY_FOLD.search(source), f"{where}: folds code that draws nothing"
             assert "Experiment(" not in source, f"{where}: folds the chapter's set-up"

@@ -11,9 +11,14 @@ Two checks, each saving PNG screenshots:
     Screenshots: ``lab-before.png``, ``lab-after.png``. The server is stopped at the end.
 
 ``book``
-    Opens a chapter of the built book (``make book`` wrote ``_build/html``), checks that the
-    parameters show once (papermill's injected cell, the values the chapter ran with) and
-    that some code is folded behind a click, and saves a full-page screenshot.
+    Opens every page of the built book (``make book`` wrote ``_build/html``; the pages of
+    ``_toc.yml``) in a 1300 x 900 window and fails when a table is wider than its container
+    (its ``scrollWidth`` exceeds the container's ``clientWidth``: a horizontal scrollbar or a
+    cut-off column), when the page itself scrolls sideways, or when "NaN" shows anywhere on
+    the page (folded cells opened first). On every executed chapter it also checks that the
+    parameters show once (papermill's injected cell, the values the chapter ran with) and that
+    some code is folded behind a click. ``--shots DIR`` saves a screenshot of the top of each
+    page (``--full-page``: the whole page).
 
 Needs Playwright's Python package and a Chromium on disk, never a downloaded browser (do not
 run ``playwright install``)::
@@ -21,8 +26,7 @@ run ``playwright install``)::
     apt-get install -y chromium
     pip install -e ".[browser]"          # or playwright into any scratch venv
     python tools/browser_check.py lab --repo /tmp/lab-clone --out shots/
-    python tools/browser_check.py book --page _build/html/book/executed/09_results.html \\
-        --out shots/09_results.png
+    python tools/browser_check.py book --html _build/html --shots shots/
 
 Exit status 0 when every check holds, 1 with the failing check on stderr otherwise. Not part
 of ``make test`` (it needs a browser and minutes).
@@ -224,22 +228,83 @@ def drive_lab(page, url: str, args: argparse.Namespace, out: Path) -> None:
     print(f"[lab] screenshots: {out / 'lab-before.png'}, {out / 'lab-after.png'}")
 
 
-def book_check(args: argparse.Namespace) -> None:
-    page_path = args.page.resolve()
-    check(page_path.is_file(), f"{page_path} exists (run `make book` first)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with browser_page(args.chromium, width=1300, height=900) as page:
-        page.goto(page_path.as_uri())
-        page.wait_for_load_state("load")
-        # visible code cells that set the profile: papermill's injected cell only
+#: For every table on the page: its width against its container's (the nearest block ancestor
+#: that clips or scrolls, else its parent), and the first header cells to name it.
+TABLE_WIDTHS = """() => [...document.querySelectorAll('main table')].map((t, k) => {
+  let box = t.parentElement;
+  for (let e = t.parentElement; e && e.tagName !== 'MAIN'; e = e.parentElement) {
+    const o = getComputedStyle(e).overflowX;
+    if (o === 'auto' || o === 'scroll' || o === 'hidden') { box = e; break; }
+  }
+  const head = [...t.querySelectorAll('th')].slice(0, 4).map(h => h.innerText.trim());
+  return {k, table: t.scrollWidth, box: box.clientWidth, boxScroll: box.scrollWidth,
+          head: head.join(' | ')};
+})"""
+
+
+def book_pages(html: Path, toc: Path) -> list[Path]:
+    """The pages of ``_toc.yml`` (root first) as built HTML files."""
+    import yaml
+
+    spec = yaml.safe_load(toc.read_text())
+    files = [spec["root"]] + [c["file"] for part in spec.get("parts", [])
+                              for c in part.get("chapters", [])]  # fmt: skip
+    return [html / f"{f}.html" for f in files]
+
+
+def check_page(page, path: Path) -> list[str]:
+    """Every failure of one page (an empty list: it passes)."""
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    problems = []
+    for t in page.evaluate(TABLE_WIDTHS):
+        if t["table"] > t["box"] + 1 or t["boxScroll"] > t["box"] + 1:
+            problems.append(f"table {t['k']} ({t['head'][:60]}) is {t['table']} px wide in a "
+                            f"{t['box']} px container")  # fmt: skip
+    page_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    if page_width[0] > page_width[1]:
+        problems.append(f"the page scrolls sideways ({page_width[0]} > {page_width[1]} px)")
+    # open every fold, then look for NaN in what a reader can see
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    text = page.locator("main").inner_text()
+    nan = [m.group(0) for m in re.finditer(r".{0,30}\bNaN\b.{0,30}", text)]
+    if nan:
+        problems.append(f"{len(nan)} visible NaN, e.g. {nan[0]!r}")
+    if "/executed/" in path.as_posix():
         shown = [t for t in page.locator(".cell_input").all_inner_texts()
                  if re.search(r"^profile = ", t, re.M)]  # fmt: skip
-        check(len(shown) == 1, f"the parameters show once: {shown!r}")
-        check("# Parameters" in shown[0], "they are papermill's: the values the chapter ran with")
-        folded = page.locator("details.hide.above-input").count()
-        check(folded > 0, f"{folded} cells fold their code behind a click")
-        page.screenshot(path=str(args.out), full_page=True)
-        print(f"[book] screenshot: {args.out}")
+        if len(shown) != 1 or "# Parameters" not in shown[0]:
+            problems.append(f"the parameters do not show once as papermill's: {shown!r}")
+        if page.locator("details.hide.above-input").count() == 0:
+            problems.append("no cell folds its code behind a click")
+    return problems
+
+
+def book_check(args: argparse.Namespace) -> None:
+    html = args.html.resolve()
+    pages = book_pages(html, args.toc)
+    missing = [p for p in pages if not p.is_file()]
+    check(not missing, f"{len(pages)} pages of {args.toc} are built (run `make book` first)"
+          + (f"; missing: {[str(p) for p in missing]}" if missing else ""))  # fmt: skip
+    if args.shots:
+        args.shots.mkdir(parents=True, exist_ok=True)
+    failures = []
+    with browser_page(args.chromium, width=1300, height=900) as page:
+        for path in pages:
+            name = path.relative_to(html).with_suffix("").as_posix()
+            if args.shots:  # the page as it opens, before any fold is opened
+                page.goto(path.as_uri())
+                page.wait_for_load_state("load")
+                shot = args.shots / f"book-{path.stem}.png"
+                page.screenshot(path=str(shot), full_page=args.full_page)
+            problems = check_page(page, path)
+            for p in problems:
+                print(f"[fail] {name}: {p}", flush=True)
+            if not problems:
+                print(f"[ok] {name}: tables fit, no NaN", flush=True)
+            failures += [f"{name}: {p}" for p in problems]
+    check(not failures, "every page passes" if not failures else
+          f"{len(failures)} failure(s) on {len({f.split(':')[0] for f in failures})} page(s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--profile", default="tiny")
     lab.add_argument("--server-wait", type=float, default=900, help="s (venv set-up incl.)")
     lab.add_argument("--run-timeout", type=float, default=1800, help="s for all cells")
-    book = sub.add_parser("book", help="screenshot of a built chapter")
-    book.add_argument("--page", type=Path, required=True, help="a chapter's .html")
-    book.add_argument("--out", type=Path, required=True, help="PNG to write")
+    book = sub.add_parser("book", help="every built page: tables fit, no NaN, code folded")
+    book.add_argument("--html", type=Path, default=Path("_build/html"), help="built book")
+    book.add_argument("--toc", type=Path, default=Path("_toc.yml"), help="its table of contents")
+    book.add_argument("--shots", type=Path, help="folder for a screenshot of each page")
+    book.add_argument("--full-page", action="store_true", help="whole pages, not their tops")
     args = parser.parse_args(argv)
     try:
         (lab_check if args.what == "lab" else book_check)(args)
