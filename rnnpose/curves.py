@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from rnnpose.config import Profile
+    from rnnpose.results import Snapshot
 
 COLUMNS = ("seed", "epoch", "step", "split", "AP")
 
@@ -144,3 +149,58 @@ def plot(curves: Mapping[str, pd.DataFrame], refs: Mapping[str, Mapping[str, flo
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def to_wide(curve: pd.DataFrame) -> pd.DataFrame:
+    """A curve as one numeric row per (seed, epoch) -- ``seed``, ``epoch``, ``step`` and
+    ``AP <split>`` per split -- the shape a results file records."""
+    curve = check(curve)
+    wide = curve.pivot_table(index=["seed", "epoch", "step"], columns="split", values="AP")
+    wide.columns = [f"AP {c}" for c in wide.columns]
+    wide = wide.reset_index()
+    wide.index = [f"seed {int(s)}, epoch {int(e)}" for s, e in zip(wide["seed"], wide["epoch"],
+                                                                   strict=True)]  # fmt: skip
+    return wide
+
+
+def from_wide(wide: pd.DataFrame, where: str = "curve") -> pd.DataFrame:
+    """The inverse of :func:`to_wide` (a curve read back from a results file, checked)."""
+    aps = [c for c in wide.columns if str(c).startswith("AP ")]
+    missing = [c for c in ("seed", "epoch", "step") if c not in wide.columns]
+    if missing or not aps:
+        raise ValueError(f"{where}: column(s) {', '.join(missing) or 'AP <split>'} missing")
+    long = wide.melt(id_vars=["seed", "epoch", "step"], value_vars=aps, var_name="split",
+                     value_name="AP").dropna(subset=["AP"])  # fmt: skip
+    long["split"] = long["split"].str[3:]
+    for col in ("seed", "epoch", "step"):
+        long[col] = long[col].astype(int)
+    return check(long.reset_index(drop=True), where)
+
+
+def long_build(
+    curve: pd.DataFrame, refs: dict[str, dict[str, float]], profile: Profile,
+    snapshot: Snapshot | None,
+) -> tuple[pd.DataFrame | None, dict | None, str]:  # fmt: skip
+    """The curve that answers the question, its AE references and where it comes from: this
+    build's own where its profile evaluates every epoch (the long build), else the published
+    snapshot's (``decoder_curve`` and ``ae_reference`` tables), else none."""
+    if profile.rmpp_curve:
+        return curve, refs, f"this build (profile `{profile.name}`)"
+    if snapshot is not None:
+        wide, ref = snapshot.numbers("decoder_curve"), snapshot.numbers("ae_reference")
+        if wide is not None and ref is not None:
+            where = f"{snapshot.folder}/results.json, table decoder_curve"
+            return from_wide(wide, where), ref.T.to_dict(), snapshot.label[11:-1]
+    return None, None, ""
+
+
+def headline(curve: pd.DataFrame | None, refs: dict | None, splits: list[str], spread: float,
+             source: str) -> str:  # fmt: skip
+    """The one-sentence answer at the top of chapter 9, or why there is none yet."""
+    q = "**Does the decoder catch AE's grouping when it trains longer?**"
+    if curve is None or refs is None:
+        return (f"{q} Not measured by this build: its decoder trains for one budget only, and "
+                "no long build is published yet (`make book PROFILE=long`, about 4 hours on 2 "
+                "cores, measures it; see the section below).")
+    return f"{q} From {source}: " + answer(gaps(curve, refs["AE grouping"], splits), splits,
+                                            spread)  # fmt: skip

@@ -254,7 +254,8 @@ class Experiment:
         sets ``rmpp_curve``, else the last -- on ``splits`` (default: ``val`` on synthetic
         data, then the evaluation splits). One row per (epoch, split): ``epoch``, ``step``
         (Adam steps so far), ``split``, AP, AP50, AP75. The last epoch's evaluation is the
-        run's own (:meth:`evaluate` without a checkpoint), shared with the tables."""
+        run's own (:meth:`evaluate` of method ``rmpp`` without a checkpoint), shared with the
+        tables of chapter 9."""
         from rnnpose.train.common import RunDir
 
         splits = list(splits or ((["val"] if self.data_root is None else []) + self.eval_splits))
@@ -268,7 +269,7 @@ class Experiment:
                 continue
             kw = {} if rec["epoch"] == last else {"checkpoint": f"epoch_{rec['epoch']:03d}.pt"}
             for split in splits:
-                m = self.evaluate(run, split, **kw)["metrics"]
+                m = self.evaluate(run, split, method="rmpp", **kw)["metrics"]
                 rows.append({"epoch": rec["epoch"], "step": rec["step"], "split": split,
                              **{k: m[k] for k in ("AP", "AP50", "AP75")}})  # fmt: skip
         return pd.DataFrame(rows)
@@ -359,6 +360,25 @@ class Experiment:
         atomic_write_json(results_file, results, indent=None)
         atomic_write_json(cache, record)
         return record
+
+    def oracle(self, ae_run: Path, split: str) -> dict[str, Any]:
+        """AP of the AE run's single-scale heatmaps grouped by the ground truth on a split
+        (:func:`rnnpose.analysis.oracle_results`: what any grouping of these heatmaps could
+        reach), cached beside the run like :meth:`evaluate`."""
+        from rnnpose.analysis import oracle_results
+        from rnnpose.evaluate import evaluate_keypoints
+
+        sp = self.split(split)
+        key = _digest({"split": sp.key(), "code": _source_hash(_NOT_EVALUATION)})
+        cache = ae_run / f"oracle-{split}-{key}.json"
+        if cache.exists():
+            return read_json(cache)["metrics"]
+        results = oracle_results(ae_run, sp.ann_file, sp.image_root, device=self.device,
+                                 quiet=True)  # fmt: skip
+        metrics = evaluate_keypoints(sp.ann_file, results)
+        atomic_write_json(cache, {"run": ae_run.name, "split": split, "metrics": metrics,
+                                  "env": env_stamp(self.device)})  # fmt: skip
+        return metrics
 
     def _eval_limit(self, run: Path) -> int:
         """Evaluation images per split for ``run``: the profile's ablation-evaluation budget

@@ -188,8 +188,14 @@ def chapter_head(folder: PathLike = PUBLISHED) -> Any:
 
     from rnnpose.experiments import training_code
 
-    return Markdown(describe(published(folder), training_code()) + " This build's numbers "
-                    "are also written to `_build/results.json` (README: results file).")
+    import torch
+
+    from rnnpose.io import cpu_model
+
+    return Markdown(describe(published(folder), training_code()) + " This build ran on "
+                    f"{cpu_model()} with {torch.get_num_threads()} torch threads (the same "
+                    "commit trains to other weights on another CPU model); its numbers are also "
+                    "written to `_build/results.json` (README: results file).")
 
 
 def to_json_text(data: dict[str, Any]) -> str:

@@ -77,3 +77,20 @@ def test_plot_draws_one_line_per_build_and_seed_and_each_reference():
     long0 = sparse_ax.lines[0]
     assert list(long0.get_xdata()) == [600, 1200, 1800, 2400, 3000, 4800]
     assert list(long0.get_ydata())[-1] == pytest.approx(16 - 0.25)
+
+
+def test_a_curve_survives_the_results_file():
+    from rnnpose.results import frame_from_json, frame_to_json
+
+    c = curve(lambda st, sp: 10 + math.log2(st / 600), steps=(600, 1200))
+    wide = curves.to_wide(c)
+    assert list(wide.columns) == ["seed", "epoch", "step", "AP occluded", "AP sparse"]
+    assert list(wide.index) == ["seed 0, epoch 1", "seed 0, epoch 2", "seed 1, epoch 1",
+                                "seed 1, epoch 2"]  # fmt: skip
+    back = curves.from_wide(frame_from_json(frame_to_json(wide)))
+    key = ["seed", "step", "split"]
+    a = c.sort_values(key).reset_index(drop=True)[["seed", "epoch", "step", "split", "AP"]]
+    b = back.sort_values(key).reset_index(drop=True)[["seed", "epoch", "step", "split", "AP"]]
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    with pytest.raises(ValueError, match="step"):
+        curves.from_wide(wide.drop(columns="step"))

@@ -100,7 +100,7 @@ def test_the_book_shows_the_injected_parameters_not_the_defaults():
 MUST_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b")
 MAY_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b|\bpd\.(DataFrame|concat)\(|\btables\.\w+\("
                       r"|_figure\(|\bplot_\w+\(|\bsetting_tables\(")
-MAY_HIDE = re.compile(r"^chapter_head\(\)$|\bMarkdown\(headline\(")
+MAY_HIDE = re.compile(r"^chapter_head\(\)$|\bMarkdown\((curves\.)?headline\(")
 HIDING = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
 
 
