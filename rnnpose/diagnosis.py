@@ -259,3 +259,38 @@ def setting_tables(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequen
                           fold=f"{titles[m]} per setting and split (mean over seeds; their "
                                f"range in brackets)"))  # fmt: skip
     return Stack(*parts)
+
+
+def loss_balance(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
+                 splits: Sequence[str] = SPLITS) -> pd.DataFrame:  # fmt: skip
+    """The heatmap-loss normalisation question (issue 22), one row per setting (mean over its
+    seeds, their range in brackets): how far LSTM1's heatmap loss of the last epoch went from
+    "empty" (0 %) to "hedge" (100 %: everyone drawn at 1/Z; below it the decoder picks
+    people), in the run's own normalisation (:func:`loss_levels` of the diagnosis script);
+    the stop loss per image; AP and the share of images over-counted per split."""
+
+    def cell(vals: list[float], scale: float = 1.0, unit: str = "") -> str:
+        if not vals:
+            return "–"
+        text = f"{np.mean(vals) * scale:.1f}{unit}"
+        return text + (f" ({np.ptp(vals) * scale:.1f})" if len(vals) > 1 else "")
+
+    rows = {}
+    for s in settings:
+        recs = [r for (name, _), r in sorted(runs.items()) if name == s]
+        if not recs:
+            continue
+        shares = [(r["loss_levels"]["zero"] - r["log"][-1]["heatmap1"])
+                  / (r["loss_levels"]["zero"] - r["loss_levels"]["hedge"])
+                  for r in recs if "loss_levels" in r and r.get("log")]  # fmt: skip
+        row = {"seeds": str(len(recs)), "Adam steps": str(int(recs[0]["adam_steps"])),
+               "heatmap loss: empty -> hedge": cell(shares, 100.0, " %"),
+               "stop loss / image": cell([r["log"][-1]["stop"] for r in recs if r.get("log")])}
+        for split in splits:
+            row[f"AP {split}"] = cell([final(r)[split]["AP"] for r in recs
+                                       if split in final(r)])  # fmt: skip
+        for split in splits:
+            row[f"over-counted {split}"] = cell([final(r)[split]["count_over"] for r in recs
+                                                 if split in final(r)], 100.0, " %")  # fmt: skip
+        rows[s] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

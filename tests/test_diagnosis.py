@@ -51,3 +51,22 @@ def test_a_bad_record_names_the_file_and_field(tmp_path, spoil, field):
     _write(tmp_path, [r])
     with pytest.raises(DataError, match=re.escape(f"m-s0.json: field {field!r}"[:-1])):
         dg.load_runs(tmp_path)
+
+
+def test_loss_balance_places_the_loss_between_empty_and_hedge(tmp_path):
+    recs = []
+    for seed, (loss, over) in enumerate(((4.0, 0.5), (3.0, 0.7))):
+        r = _record("norm", seed, 10.0 + seed, 8.0)
+        r["loss_levels"] = {"zero": 5.0, "hedge": 3.0, "people": 4.0}  # empty 5, hedge 3
+        r["log"] = [{"epoch": 2, "heatmap1": loss, "stop": 2.0 + seed}]
+        for split in r["curve"][0]["splits"].values():
+            split["count_over"] = over
+        recs.append(r)
+    _write(tmp_path, recs)
+    table = dg.loss_balance(dg.load_runs(tmp_path), ["norm", "absent"], splits=("sparse",))
+    assert list(table.index) == ["norm"]
+    row = table.loc["norm"]
+    assert row["heatmap loss: empty -> hedge"] == "75.0 % (50.0)"  # 50 % and 100 % of the way
+    assert row["stop loss / image"] == "2.5 (1.0)"
+    assert row["AP sparse"] == "10.5 (1.0)"
+    assert row["over-counted sparse"] == "60.0 % (20.0)"
