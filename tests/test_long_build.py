@@ -73,8 +73,8 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     ae = exp.ae()
     assert ae == Experiment("tiny", artifacts=art, quiet=True).ae()  # one AE serves both
     assert ae.name.startswith("ae-tiny-")
-    whole = tmp_path / "uninterrupted"
-    exp.rmpp().rename(whole)  # the same run, never interrupted, kept aside
+    first = exp.rmpp()
+    whole = first.rename(tmp_path / "uninterrupted")  # the same run, never interrupted, aside
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(art)], env=env,
@@ -87,7 +87,7 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     os.killpg(child.pid, signal.SIGKILL)  # the processes sharing the batch die with it
     child.wait()
     (run,) = (art / "runs").glob("rmpp-tinylong-*")
-    assert run.name == whole.name
+    assert run == first
     assert not (run / "done.json").exists() and not (run / "epoch_003.pt").exists()
 
     assert exp.rmpp() == run  # asked for again: resumed from its checkpoint
