@@ -294,3 +294,14 @@ def loss_balance(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence
                                                  if split in final(r)], 100.0, " %")  # fmt: skip
         rows[s] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def seeds(runs: dict[tuple[str, int], dict[str, Any]], setting: str) -> int:
+    """How many seeds of ``setting`` have a record."""
+    return sum(name == setting for name, _ in runs)
+
+
+def cpu_models(runs: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """The CPU models the records were made on (each figure of chapter 10 names them: the same
+    commit trains to other weights on another CPU model)."""
+    return sorted({str(r.get("cpu") or "unknown CPU") for r in runs.values()})

@@ -184,12 +184,10 @@ def describe(snapshot: Snapshot | None, training_code: str) -> str:
 def chapter_head(folder: PathLike = PUBLISHED) -> Any:
     """The paragraph a chapter with tables opens with (IPython Markdown): which run made the
     published column, flagged when stale; and where this build's numbers are written."""
+    import torch
     from IPython.display import Markdown
 
     from rnnpose.experiments import training_code
-
-    import torch
-
     from rnnpose.io import cpu_model
 
     return Markdown(describe(published(folder), training_code()) + " This build ran on "
