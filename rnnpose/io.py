@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -34,9 +35,11 @@ def _write_failed(path: Path, exc: BaseException) -> OSError:
     file-size limit): Python raises ``OSError``, ``torch.save`` a ``RuntimeError``."""
     if isinstance(exc, OSError):
         code, reason = exc.errno or errno.EIO, exc.strerror or str(exc)
-    else:
+    else:  # torch's writer: "[enforce fail at inline_container.cc:N] . unexpected pos A vs B"
         code = errno.EIO
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        line = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", line)[:120]
+        reason = f"the file system refused the write, e.g. a full disk or a file-size limit: {line}"
     return OSError(code, f"cannot be written ({reason}); nothing was replaced", str(path))
 
 
