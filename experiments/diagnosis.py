@@ -3,10 +3,12 @@
 Each named setting below is one RMPP training run on a FIXED frozen AE network (the `cpu`
 profile's, trained once by ``ae``), evaluated after the epochs asked for on both synthetic
 splits. One JSON file per (setting, seed) is written to ``experiments/results/`` and read by the
-book's diagnosis chapter; the runs themselves live under ``--root`` (not in the repository).
+book's diagnosis chapter; the runs themselves live under ``--root`` (any folder: the AE runs,
+``ROOT/artifacts`` with the data, ``ROOT/runs``; required by every subcommand that trains or
+evaluates). Bad input is one line ``experiments/diagnosis.py: error: ...`` and exit 2.
 
-    python experiments/diagnosis.py ae --seed 0                 # the frozen AE (cpu profile)
-    python experiments/diagnosis.py run b1-400 --seed 0         # one setting
+    python experiments/diagnosis.py ae --seed 0 --root ROOT     # the frozen AE (cpu profile)
+    python experiments/diagnosis.py run b1-400 --seed 0 --root ROOT   # one setting
     python experiments/diagnosis.py list                        # the registry
     python experiments/diagnosis.py table                       # every results file, one line each
 
