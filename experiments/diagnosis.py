@@ -3,10 +3,12 @@
 Each named setting below is one RMPP training run on a FIXED frozen AE network (the `cpu`
 profile's, trained once by ``ae``), evaluated after the epochs asked for on both synthetic
 splits. One JSON file per (setting, seed) is written to ``experiments/results/`` and read by the
-book's diagnosis chapter; the runs themselves live under ``--root`` (not in the repository).
+book's diagnosis chapter; the runs themselves live under ``--root`` (any folder: the AE runs,
+``ROOT/artifacts`` with the data, ``ROOT/runs``; required by every subcommand that trains or
+evaluates). Bad input is one line ``experiments/diagnosis.py: error: ...`` and exit 2.
 
-    python experiments/diagnosis.py ae --seed 0                 # the frozen AE (cpu profile)
-    python experiments/diagnosis.py run b1-400 --seed 0         # one setting
+    python experiments/diagnosis.py ae --seed 0 --root ROOT     # the frozen AE (cpu profile)
+    python experiments/diagnosis.py run b1-400 --seed 0 --root ROOT   # one setting
     python experiments/diagnosis.py list                        # the registry
     python experiments/diagnosis.py table                       # every results file, one line each
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -28,16 +31,21 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rnnpose import cli_types  # noqa: E402
 from rnnpose.analysis import count_errors, joint_errors  # noqa: E402
+from rnnpose.checkpoint import CheckpointError  # noqa: E402
 from rnnpose.config import get_profile  # noqa: E402
 from rnnpose.evaluate import evaluate_keypoints  # noqa: E402
 from rnnpose.experiments import Experiment  # noqa: E402
-from rnnpose.io import atomic_write_json, env_stamp  # noqa: E402
+from rnnpose.io import DataError, atomic_write_json, env_stamp, read_json  # noqa: E402
 from rnnpose.predict import predict_split  # noqa: E402
 from rnnpose.train.common import RunDir  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
-ROOT_ARTIFACTS = Path("/work/exp/artifacts")  # set from --root by the commands that use it
+#: ``--root``/artifacts: set by :func:`main` from ``--root`` for every subcommand that uses it
+ROOT_ARTIFACTS: Path | None = None
+#: the subcommands that read or write under ``--root`` (the AE runs, the data, the runs)
+NEEDS_ROOT = ("ae", "ae-eval", "ae-grid", "run", "relog")
 #: ``val`` (held-out images drawn like ``train``) chooses settings; the other two are reported
 SPLITS = ("val", "sparse", "occluded")
 
@@ -290,7 +298,10 @@ def run_setting(args: argparse.Namespace) -> None:
     curve = []
     every = set(range(1, epochs + 1)) if args.curve else {epochs}
     if "curve_from" in spec:  # the epochs an earlier record of this run evaluated
-        earlier = json.loads((RESULTS / f"{spec['curve_from']}-s{args.seed}.json").read_text())
+        earlier_path = RESULTS / f"{spec['curve_from']}-s{args.seed}.json"
+        earlier = read_json(earlier_path)
+        if not isinstance(earlier, dict) or not isinstance(earlier.get("curve"), list):
+            raise DataError(f"{earlier_path}: field 'curve' must be a list")
         curve = list(earlier["curve"])
         every -= {p["epoch"] for p in curve}
     for rec in log:
@@ -329,6 +340,8 @@ def loss_levels(images: int, changes: dict[str, Any] | None = None) -> dict[str,
     from rnnpose.train.rmpp import person_targets
 
     prof = get_profile("cpu", **(changes or {}))  # the setting's normalisation
+    if ROOT_ARTIFACTS is None:
+        raise DataError("--root: not set (main() sets it for every subcommand that needs it)")
     tr = Experiment("cpu", artifacts=ROOT_ARTIFACTS, quiet=True).split("train")
     ds = CocoPoseDataset(tr.ann_file, tr.image_root, prof.input_size, prof.output_size,
                          train=False, max_people=prof.max_people)  # fmt: skip
@@ -346,57 +359,145 @@ def loss_levels(images: int, changes: dict[str, Any] | None = None) -> dict[str,
 def relog(args: argparse.Namespace) -> None:
     """Add a finished run's per-epoch training log (losses, exact-count rate) to its record,
     and the reference levels of its heatmap loss (:func:`loss_levels`)."""
-    global ROOT_ARTIFACTS
-    ROOT_ARTIFACTS = args.root / "artifacts"
     path = RESULTS / f"{args.name}-s{args.seed}.json"
-    record = json.loads(path.read_text())
+    record = read_json(path)
+    if not isinstance(record, dict) or not _is_count(record.get("images")):
+        raise DataError(f"{path}: field 'images' must be an integer >= 1")
     record["log"] = RunDir(args.root / "runs" / f"{args.name}-s{args.seed}").read_log()
     record["loss_levels"] = loss_levels(int(record["images"]), record.get("profile_changes"))
     atomic_write_json(path, record)
 
 
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def table_row(path: Path) -> str | None:
+    """One line of ``table`` for a results file (None: a record without AP per split, e.g. an
+    ``-eval.json``); a file that is not JSON, or whose fields are of the wrong type, is a
+    :class:`DataError` naming the file and the field."""
+    r = read_json(path)
+    if not isinstance(r, dict):
+        raise DataError(f"{path}: expected a JSON object, got a {type(r).__name__}")
+    key = "final" if r.get("final") else "splits"
+    fin = r.get(key)
+    if not fin:
+        return None
+    if not isinstance(fin, dict) or not all(isinstance(v, dict) for v in fin.values()):
+        raise DataError(f"{path}: field {key!r} must map each split to an object of metrics")
+    if "AP" not in next(iter(fin.values())):
+        return None
+    for split, v in fin.items():
+        for metric in ("AP", "AP50", "AP75"):
+            if not _is_number(v.get(metric)):
+                raise DataError(f"{path}: field '{key}.{split}.{metric}' must be a number, got "
+                                f"{repr(v.get(metric))[:40]}")  # fmt: skip
+        if "count_exact" in v and not _is_number(v["count_exact"]):
+            raise DataError(f"{path}: field '{key}.{split}.count_exact' must be a number")
+    seconds = r.get("train_seconds", 0)
+    if not _is_number(seconds):
+        raise DataError(f"{path}: field 'train_seconds' must be a number")
+    cells = "  ".join(f"{s[:3]} {v['AP']:5.1f} ({v['AP50']:4.1f}/{v['AP75']:4.1f}) "
+                      f"n={v.get('count_exact', float('nan')):.2f}"
+                      for s, v in fin.items())  # fmt: skip
+    return f"{path.stem:28s} {seconds:6.0f}s  {cells}"
+
+
 def table(_: argparse.Namespace) -> None:
-    for path in sorted(RESULTS.glob("*.json")):
-        r = json.loads(path.read_text())
-        fin = r.get("final") or r.get("splits")
-        if not fin or "AP" not in next(iter(fin.values())):
-            continue
-        cells = "  ".join(f"{s[:3]} {v['AP']:5.1f} ({v['AP50']:4.1f}/{v['AP75']:4.1f}) "
-                          f"n={v.get('count_exact', float('nan')):.2f}"
-                          for s, v in fin.items())  # fmt: skip
-        print(f"{path.stem:28s} {r.get('train_seconds', 0):6.0f}s  {cells}")
+    """Every results file, one line each (all are checked before the first line is printed)."""
+    rows = [table_row(path) for path in sorted(RESULTS.glob("*.json"))]
+    for row in rows:
+        if row is not None:
+            print(row)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: errors are one line, ``experiments/diagnosis.py: error: ...``."""
+    p = cli_types.OneLineParser(prog="experiments/diagnosis.py",
+                                description=__doc__.splitlines()[0])  # fmt: skip
     p.add_argument("what", choices=["ae", "ae-eval", "ae-grid", "run", "relog", "list", "table"])
     p.add_argument("name", nargs="?")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ae-seed", type=int, default=0)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=cli_types.seed, default=0)
+    p.add_argument("--ae-seed", type=cli_types.seed, default=0)
+    p.add_argument("--epochs", type=cli_types.integer(1))
     p.add_argument("--curve", action="store_true", help="evaluate after every epoch")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--root", type=Path, default=Path("/work/exp"))
-    p.add_argument("--run", type=Path, help="ae-eval, ae-grid: another AE run folder")
+    p.add_argument("--threads", type=cli_types.integer(1), default=1)
+    p.add_argument("--root", type=Path,
+                   help="the folder of the AE runs, the data (ROOT/artifacts) and the runs; "
+                   "required by " + ", ".join(NEEDS_ROOT))  # fmt: skip
+    p.add_argument("--run", type=cli_types.run_folder,
+                   help="ae-eval, ae-grid: another AE run folder")  # fmt: skip
     p.add_argument("--variant", default="cpu", choices=sorted(AE_VARIANTS), help="ae: AE variant")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.what == "list":
-        for k, v in SETTINGS.items():
-            print(f"{k:20s} {v['desc']}")
-    elif args.what == "table":
-        table(args)
-    elif args.what == "ae":
-        train_ae_run(args)
-    elif args.what == "ae-eval":
-        eval_ae(args)
-    elif args.what == "ae-grid":
-        grid_ae(args)
-    elif args.what == "relog":
-        relog(args)
-    else:
-        run_setting(args)
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot check alone: --root where it is needed (a folder, or a path that
+    can be made one), a known setting for ``run``, a name and its results file for ``relog``."""
+    if args.what in NEEDS_ROOT:
+        if args.root is None:
+            raise DataError(f"--root: required by {args.what!r} (the folder that holds, or is "
+                            "to hold, the AE runs, ROOT/artifacts and ROOT/runs)")  # fmt: skip
+        try:
+            cli_types.output_folder(str(args.root))
+        except argparse.ArgumentTypeError as exc:
+            raise DataError(f"--root: {exc}") from None
+    if args.what in ("run", "relog"):
+        if not args.name:
+            raise DataError(f"{args.what}: name a setting (see `list`)")
+        if args.name not in SETTINGS:
+            raise DataError(f"{args.what}: unknown setting {args.name!r} (see `list`)")
+    if args.what == "run" or (args.what in ("ae-eval", "ae-grid") and args.run is None):
+        seed = args.ae_seed if args.what == "run" else args.seed
+        RunDir(ae_dir(args.root, seed, "cpu" if args.what == "run" else args.variant)
+               ).read_config()  # the frozen AE must be there before any data is made
+    if args.what == "run" and "curve_from" in SETTINGS[args.name]:
+        earlier = RESULTS / f"{SETTINGS[args.name]['curve_from']}-s{args.seed}.json"
+        if not earlier.is_file():
+            raise DataError(f"{earlier}: no such results file (setting {args.name!r} continues "
+                            "its curve)")  # fmt: skip
+    if args.what == "relog":
+        path = RESULTS / f"{args.name}-s{args.seed}.json"
+        if not path.is_file():
+            raise DataError(f"{path}: no such results file (relog adds to a finished run's)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, check and run one subcommand; bad input is one line on stderr and exit 2."""
+    global ROOT_ARTIFACTS
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # one line already printed (or --help)
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    try:
+        check_args(args)
+        ROOT_ARTIFACTS = args.root / "artifacts" if args.root is not None else None
+        torch.set_num_threads(args.threads)
+        if args.what == "list":
+            for k, v in SETTINGS.items():
+                print(f"{k:20s} {v['desc']}")
+        elif args.what == "table":
+            table(args)
+        elif args.what == "ae":
+            train_ae_run(args)
+        elif args.what == "ae-eval":
+            eval_ae(args)
+        elif args.what == "ae-grid":
+            grid_ae(args)
+        elif args.what == "relog":
+            relog(args)
+        else:
+            run_setting(args)
+    except (DataError, CheckpointError) as exc:
+        print(f"{parser.prog}: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

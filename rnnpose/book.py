@@ -213,7 +213,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=cli_types.device, default="cpu")
     parser.add_argument("--seed", type=cli_types.seed, default=0)
     parser.add_argument("--force", action="store_true", help="re-execute every notebook")
-    parser.add_argument("--only", nargs="*", help="notebook stems to execute")
+    parser.add_argument("--only", nargs="+", metavar="STEM",
+                        help="notebook stems to execute (at least one)")  # fmt: skip
     parser.add_argument("--no-html", action="store_true", help="execute only")
     parser.add_argument("--publish", metavar="DIR", type=cli_types.output_folder,
                         help="also write the results file (and the stage times) to DIR as a "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,7 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(
-    path: PathLike,
+def checkpoint_payload(
     *,
     model: torch.nn.Module,
     config: dict[str, Any],
@@ -59,10 +59,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write a full training state atomically to ``path``."""
+) -> dict[str, Any]:
+    """A full training state: weights, optimiser, scheduler, RNG states, counters, config."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    payload: dict[str, Any] = {
+    return {
         "format": "rnnpose-checkpoint-1",
         "model": model.state_dict(),
         "config": config,
@@ -73,7 +73,16 @@ def save_checkpoint(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "extra": extra or {},
     }
-    return atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def payload_writer(payload: dict[str, Any]) -> Callable[[Any], None]:
+    """``write(fh)`` for :func:`rnnpose.io.atomic_write_all`: ``torch.save`` of ``payload``."""
+    return lambda fh: torch.save(payload, fh)
+
+
+def save_checkpoint(path: PathLike, **state: Any) -> Path:
+    """Write a full training state (:func:`checkpoint_payload`'s arguments) atomically."""
+    return atomic_write(path, payload_writer(checkpoint_payload(**state)))
 
 
 def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -114,6 +123,7 @@ def check_payload(payload: dict[str, Any], path: PathLike) -> None:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
     ):
         raise CheckpointError(f"{path}: field 'model' must map parameter names to tensors")
+    check_finite_weights(model, path)
     for key in ("epoch", "step"):
         v = payload[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
@@ -124,6 +134,21 @@ def check_payload(payload: dict[str, Any], path: PathLike) -> None:
     for key in ("optimizer", "scheduler", "rng", "extra"):
         if payload.get(key) is not None and not isinstance(payload[key], dict):
             raise CheckpointError(f"{path}: field {key!r} must be an object")
+
+
+def check_finite_weights(weights: dict[str, torch.Tensor], path: PathLike) -> None:
+    """Refuse weights holding NaN or inf (a diverged run would otherwise evaluate as AP 0 and
+    predict nobody, exit 0): the message names the file and the first such tensor."""
+    for name, value in weights.items():
+        if value.is_floating_point() or value.is_complex():
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                kind = "nan" if bool(torch.isnan(value).any()) else "inf"
+                raise CheckpointError(
+                    f"{path}: field 'model': tensor {name!r} holds non-finite values ({kind}, "
+                    f"{int((~finite).sum())} of {value.numel()}); the run diverged or the file "
+                    "is damaged"
+                )
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, saved: Any, source: PathLike) -> None:

@@ -47,14 +47,20 @@ def _is_number(x: Any) -> bool:
 
 
 def _flat_keypoints(kp: Any) -> list[Any] | None:
-    """A flat list of ``kp`` (flat, or one level of rows as in ``[17][3]``), or None."""
+    """``kp`` as a flat list: a flat JSON list (a nested ``[[x, y, v]] * 17`` is not one, as
+    COCO's format and the training annotations have it) or, from Python, an array; or None."""
     if isinstance(kp, np.ndarray):
         return kp.ravel().tolist()
     if not isinstance(kp, (list, tuple)):
         return None
-    if kp and all(isinstance(row, (list, tuple)) for row in kp):
-        return [x for row in kp for x in row]
     return list(kp)
+
+
+def _describe(x: Any) -> str:
+    """A value as an error message shows it: its type for a list or an object."""
+    if isinstance(x, (list, tuple, dict)):
+        return f"a nested {'list' if isinstance(x, (list, tuple)) else 'object'}"
+    return repr(x)[:40]
 
 
 def check_results(results: Any, coco: COCO, source: str) -> list[dict]:
@@ -71,15 +77,24 @@ def check_results(results: Any, coco: COCO, source: str) -> list[dict]:
                     f"{source}: result #{k} (image {r.get('image_id')}): missing {key!r}"
                 )
         where = f"{source}: result #{k} (image {str(r['image_id'])[:40]})"
+        image_id = r["image_id"]
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            kind = {bool: "a boolean", str: "a string", float: "a float", type(None): "null"}.get(
+                type(image_id), f"a {type(image_id).__name__}")  # fmt: skip
+            raise DataError(f"{source}: result #{k}: 'image_id' must be an integer, got {kind} "
+                            f"({repr(image_id)[:40]})")  # fmt: skip
         flat = _flat_keypoints(r["keypoints"])
+        if flat is not None and any(isinstance(x, (list, tuple, dict)) for x in flat):
+            raise DataError(f"{where}: 'keypoints' must be a flat list of {3 * NUM_JOINTS} "
+                            "numbers, got a nested list")  # fmt: skip
         if flat is None or len(flat) != 3 * NUM_JOINTS:
             got = type(r["keypoints"]).__name__ if flat is None else len(flat)
             raise DataError(f"{where}: 'keypoints' must hold {3 * NUM_JOINTS} numbers, got {got}")
         bad = next((x for x in flat if not _is_number(x)), None)
         if bad is not None:
-            raise DataError(f"{where}: 'keypoints' holds a non-number ({repr(bad)[:40]})")
+            raise DataError(f"{where}: 'keypoints' holds a non-number ({_describe(bad)})")
         if not _is_number(r["score"]):
-            raise DataError(f"{where}: 'score' must be a number, got {repr(r['score'])[:40]}")
+            raise DataError(f"{where}: 'score' must be a number, got {_describe(r['score'])}")
         if "category_id" in r and not (isinstance(r["category_id"], int)
                                        and not isinstance(r["category_id"], bool)):  # fmt: skip
             raise DataError(f"{where}: 'category_id' must be an integer")

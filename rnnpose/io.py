@@ -7,12 +7,14 @@ carries :func:`env_stamp` so a number can be traced to the code and machine that
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +27,50 @@ class DataError(ValueError):
 
 def atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fh)`` on a temp file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return atomic_write_all([(path, write, mode)])[0]
+
+
+def _write_failed(path: Path, exc: BaseException) -> OSError:
+    """One :class:`OSError` naming ``path`` for a write the file system refused (disk full, a
+    file-size limit): Python raises ``OSError``, ``torch.save`` a ``RuntimeError``."""
+    if isinstance(exc, OSError):
+        code, reason = exc.errno or errno.EIO, exc.strerror or str(exc)
+    else:  # torch's writer: "[enforce fail at inline_container.cc:N] . unexpected pos A vs B"
+        code = errno.EIO
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        line = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", line)[:120]
+        reason = f"the file system refused the write, e.g. a full disk or a file-size limit: {line}"
+    return OSError(code, f"cannot be written ({reason}); nothing was replaced", str(path))
+
+
+def atomic_write_all(writes: Sequence[tuple[PathLike, Callable[[Any], None], str]]) -> list[Path]:
+    """Write several files as one step: each ``(path, write, mode)`` goes to a temp file beside
+    ``path`` (``write(fh)``, flushed and fsynced); only when every one is written are they
+    renamed into place, in order. A failed write (disk full, a file-size limit) removes the
+    temp files and raises one :class:`OSError` naming the file: no file is replaced, so files
+    that describe each other (a run's ``config.json`` and its checkpoint) never disagree."""
+    done: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        for path, write, mode in writes:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            done.append((tmp, path))
+            try:
+                with os.fdopen(fd, mode) as fh:
+                    write(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except (OSError, RuntimeError) as exc:
+                raise _write_failed(path, exc) from None
+        for tmp, path in done:
+            os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp, _ in done:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         raise
-    return path
+    return [path for _, path in done]
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:

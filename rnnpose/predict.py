@@ -354,6 +354,9 @@ def run(args: argparse.Namespace) -> int:
     from rnnpose.data.coco import read_image
     from rnnpose.viz import iteration_strip, prediction_figure
 
+    if RunDir(args.out).holds_run():  # results.json and figures never land in a run folder
+        raise DataError(f"{args.out}: holds a run (config.json, last.pt, log.jsonl or "
+                        "epoch_NNN.pt); choose another --out")  # fmt: skip
     scales = parse_scales(args.scales)
     images = collect_images(args.inputs)
     check_images(images)

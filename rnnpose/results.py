@@ -94,19 +94,111 @@ def write_results(path: PathLike, tables: dict[str, Any], header: dict[str, Any]
 
 
 def read_results(path: PathLike) -> dict[str, Any]:
-    """A results file, checked at the boundary: a wrong schema or a missing field is a
-    :class:`DataError` naming the file and the field."""
+    """A results file, checked at the boundary: every field the book reads has its type and
+    shape (:func:`check_header`, :func:`check_table`); a wrong one is a :class:`DataError`
+    naming the file and the field."""
     data = read_json(path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise DataError(f"{path}: field 'schema': not an rnnpose results file ({SCHEMA})")
     for key in ("header", "tables"):
         if not isinstance(data.get(key), dict):
             raise DataError(f"{path}: field {key!r} missing or not an object")
+    check_header(data["header"], path)
     for name, table in data["tables"].items():
-        numbers = table.get("numbers") if isinstance(table, dict) else None
-        if not isinstance(numbers, dict) or not {"index", "columns", "data"} <= set(numbers):
-            raise DataError(f"{path}: field 'tables.{name}.numbers' malformed")
+        check_table(name, table, path)
     return data
+
+
+def _is_number(x: Any) -> bool:
+    """A finite int or float; a bool is not a number."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _type(x: Any) -> str:
+    return "null" if x is None else type(x).__name__
+
+
+#: header fields that are text or null where present
+_HEADER_TEXT = ("device", "gpu", "torch", "cuda", "commit", "training_code", "created",
+                "data_root")  # fmt: skip
+
+
+def check_header(header: dict[str, Any], path: PathLike) -> None:
+    """The header fields the book shows (:func:`describe`, :attr:`Snapshot.label`), each
+    checked where present: ``profile`` an object (its ``name`` text), ``seed`` an integer,
+    ``stage_seconds`` an object of numbers, ``total_seconds`` a number, ``env`` an object,
+    the rest text or null."""
+    where = f"{path}: field 'header."
+    prof = header.get("profile")
+    if "profile" in header and not isinstance(prof, dict):
+        raise DataError(f"{where}profile' must be an object, got {_type(prof)}")
+    if isinstance(prof, dict) and "name" in prof and not isinstance(prof["name"], str):
+        raise DataError(f"{where}profile.name' must be text, got {_type(prof['name'])}")
+    seed = header.get("seed")
+    if "seed" in header and not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise DataError(f"{where}seed' must be an integer, got {_type(seed)}")
+    if "total_seconds" in header and not _is_number(header["total_seconds"]):
+        raise DataError(f"{where}total_seconds' must be a number, got "
+                        f"{_type(header['total_seconds'])}")  # fmt: skip
+    stages = header.get("stage_seconds")
+    if "stage_seconds" in header and not (
+        isinstance(stages, dict) and all(_is_number(v) for v in stages.values())
+    ):
+        raise DataError(f"{where}stage_seconds' must map notebooks to numbers of seconds")
+    for key in ("env",):
+        if key in header and not isinstance(header[key], dict):
+            raise DataError(f"{where}{key}' must be an object, got {_type(header[key])}")
+    for key in _HEADER_TEXT:
+        if header.get(key) is not None and not isinstance(header[key], str):
+            raise DataError(f"{where}{key}' must be text or null, got {_type(header[key])}")
+
+
+def check_table(name: str, table: Any, path: PathLike) -> None:
+    """One table: ``numbers`` with ``index`` and ``columns`` lists of distinct labels and
+    ``data`` one row per index label, each a list of one number (or null) per column;
+    ``verdicts`` (where present) a list of objects whose ``verdict`` is text; ``spread`` a
+    number or null; ``notebook`` text."""
+    where = f"{path}: field 'tables.{name}"
+    if not isinstance(table, dict):
+        raise DataError(f"{where}' must be an object, got {_type(table)}")
+    numbers = table.get("numbers")
+    if not isinstance(numbers, dict) or not {"index", "columns", "data"} <= set(numbers):
+        raise DataError(f"{where}.numbers' malformed (an object with index, columns, data)")
+    for key in ("index", "columns"):
+        labels = numbers[key]
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise DataError(f"{where}.numbers.{key}' must be a list of text labels")
+        if len(set(labels)) != len(labels):
+            raise DataError(f"{where}.numbers.{key}' repeats a label")
+    rows, index, columns = numbers["data"], numbers["index"], numbers["columns"]
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise DataError(f"{where}.numbers.data' must be a list of rows (lists)")
+    if len(rows) != len(index):
+        raise DataError(f"{where}.numbers.data' has {len(rows)} rows, 'index' {len(index)} "
+                        "labels")  # fmt: skip
+    for label, row in zip(index, rows, strict=True):
+        if len(row) != len(columns):
+            raise DataError(f"{where}.numbers.data' row {label!r} has {len(row)} values, "
+                            f"'columns' {len(columns)} labels")  # fmt: skip
+        bad = next((x for x in row if x is not None and not _is_number(x)), _OK)
+        if bad is not _OK:
+            raise DataError(f"{where}.numbers.data' row {label!r} holds a non-number "
+                            f"({repr(bad)[:40]}; numbers or null only)")  # fmt: skip
+    verdicts = table.get("verdicts")
+    if verdicts is not None:
+        if not isinstance(verdicts, list) or not all(isinstance(v, dict) for v in verdicts):
+            raise DataError(f"{where}.verdicts' must be a list of objects, got "
+                            f"{_type(verdicts)}")  # fmt: skip
+        for k, v in enumerate(verdicts):
+            if "verdict" in v and not isinstance(v["verdict"], str):
+                raise DataError(f"{where}.verdicts[{k}].verdict' must be text")
+    if table.get("spread") is not None and not _is_number(table["spread"]):
+        raise DataError(f"{where}.spread' must be a number or null, got {_type(table['spread'])}")
+    if "notebook" in table and not isinstance(table["notebook"], str):
+        raise DataError(f"{where}.notebook' must be text")
+
+
+_OK = object()
 
 
 @dataclass(frozen=True)

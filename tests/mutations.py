@@ -42,7 +42,7 @@ class Mutation:
     patches: tuple[tuple[str, str], ...]  # (old, new), applied in order
     tests: tuple[str, ...]  # pytest arguments: test files (and -k selections)
     breaks: str  # what the patch does to the method
-    issue: bool = False  # named in issue 14: must be caught
+    issue: bool = False  # named in issue 14 or 20: must be caught
 
 
 ALG, LOSS, ORD, DEC = ("rnnpose/algorithm1.py", "rnnpose/losses/rmpp.py",
@@ -178,6 +178,39 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("if torch.is_tensor(value) and value.dim() > 0 and value.shape != p.shape:",
          "if False:"),
     ), ("tests/test_foundation.py",), "optimiser state shaped unlike the parameters loads"),
+    # ---- named in issue 20 (every test survived them before)
+    Mutation("decode_stops_at_omega", DEC, (
+        ("if p[r] >= omega:", "if p[r] > omega:"),
+    ), (T_DEC,), "decoding also stops at p_t == omega (>= became >)", issue=True),
+    Mutation("tag_threshold_inclusive", "rnnpose/grouping.py", (
+        ("if c < n_old and dist[r, c] < tag_threshold:",
+         "if c < n_old and dist[r, c] <= tag_threshold:"),
+    ), ("tests/test_grouping.py",), "AE grouping joins a candidate at distance == threshold",
+        issue=True),  # fmt: skip
+    Mutation("larger_gain_within_spread_decided", "rnnpose/paper.py", (
+        ('larger = ("inconclusive" if abs(diff) < spread and g["OCHuman"] > -spread else',
+         'larger = ("inconclusive" if False else'),
+    ), ("tests/test_paper.py",), "'larger gain on OCHuman' decided inside the spread",
+        issue=True),  # fmt: skip
+    Mutation("record_drops_numbers", "rnnpose/results.py", (
+        ('{"name": name, "numbers": frame_to_json(numbers),',
+         '{"name": name, "numbers": frame_to_json(numbers.iloc[:0]),'),
+    ), ("tests/test_results.py",), "record() hands the build a table without its rows",
+        issue=True),  # fmt: skip
+    Mutation("record_drops_verdicts", "rnnpose/results.py", (
+        ('payload["verdicts"] = _clean(verdicts.reset_index().to_dict(orient="records"))',
+         "pass"),
+    ), ("tests/test_results.py",), "record() drops the table's verdicts", issue=True),
+    Mutation("batched_detaches_nobody", ALG, (
+        ("s1 = [(torch.where(mask, h.detach(), h), torch.where(mask, c.detach(), c))",
+         "s1 = [(h, c)"),
+    ), (T_ALG,), "batched step: an image closing a chunk while another runs on keeps its "
+        "LSTM1 graph", issue=True),  # fmt: skip
+    Mutation("last_pt_alone_is_no_run", "rnnpose/train/common.py", (
+        ('RUN_FILES: tuple[str, ...] = ("config.json", "last.pt", "log.jsonl")',
+         'RUN_FILES: tuple[str, ...] = ("config.json", "log.jsonl")'),
+    ), ("tests/test_bad_input.py", "-k", "last-only"),
+        "a folder holding only last.pt counts as holding no run", issue=True),  # fmt: skip
 )
 
 
@@ -274,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown mutation(s): {', '.join(sorted(unknown))}")
     if args.list:
         for m in MUTATIONS:
-            print(f"{m.name:38s} {m.file:24s} {m.breaks}{'  [issue 14]' if m.issue else ''}")
+            print(f"{m.name:38s} {m.file:24s} {m.breaks}{'  [issue]' if m.issue else ''}")
         return 0
     files = source_files(ROOT)
     with tempfile.TemporaryDirectory(prefix="rnnpose-mut-") as tmp:  # the copy imports itself
@@ -309,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         by = first_failure(r["output"]) if r["rc"] != 0 else ""
         tests = " ".join(re.sub(r"^tests/", "", t) for t in m.tests)
         rows.append((m.name + (" *" if m.issue else ""), tests, status(r), by, f"{r['secs']:.0f}"))
-    head = ("mutation (* = issue 14)", "tests run", "result", "first failing test", "s")
+    head = ("mutation (* = issue 14/20)", "tests run", "result", "first failing test", "s")
     widths = [max(len(str(row[k])) for row in [head, *rows]) for k in range(len(head))]
     for row in [head, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

@@ -341,3 +341,46 @@ def test_loop_passes_per_person(loop):
         torch.testing.assert_close(inputs[first], init_heatmaps([4], t + 1, (17, 16, 16)))
         for k in range(1, passes):
             torch.testing.assert_close(inputs[first + k], outputs[first + k - 1])
+
+
+def _scripted_stops(model: RMPP, feats: torch.Tensor, script: dict[int, list[float]]) -> dict:
+    """Replace LSTM1's stop logits by ``script[image][t - 1]`` (values only: the gradient still
+    flows through the real logit), the image told apart by its normalised features. Returns a
+    counter of LSTM1 calls (``t``) that each path resets before an image or a batch."""
+    real = model.lstm1.forward
+    keys = model.norm(feats)[:, 0, 0, 0].detach()
+    calls = {"t": 0}
+
+    def forward(feat, states, init):
+        hm, logit, states = real(feat, states, init)
+        calls["t"] += 1
+        images = [int(torch.argmin((keys - k).abs())) for k in feat[:, 0, 0, 0].detach()]
+        value = torch.tensor([script[b][calls["t"] - 1] for b in images], dtype=logit.dtype)
+        return hm, logit - logit.detach() + value.view_as(logit), states
+
+    model.lstm1.forward = forward
+    return calls
+
+
+def test_batched_detaches_only_the_image_that_closes_a_chunk():
+    """Image 0 closes a chunk at t=2 (p < omega while t < z + 1) while image 1 runs on to
+    t=3 (T): the batched step must cut the gradient for image 0's rows of LSTM1's state only
+    (and not wait for image 1); the gradients equal the literal step's, image by image."""
+    m, feats = _model(), _data()[0][:2]
+    gts = [_gt(4, 20), _gt(2, 21)]
+    script = {0: [3.0, -3.0, 3.0, 3.0, 3.0, 3.0], 1: [3.0] * 6}
+    cfg = StepConfig.from_profile(PROF, T=3, max_iterations=6)
+    calls = _scripted_stops(m, feats, script)
+    m.zero_grad()
+    res = []
+    for b in (0, 1):
+        calls["t"] = 0
+        res.append(literal_step(m, feats[b : b + 1], gts[b], cfg, seed=b))
+    g_lit = _grads(m)
+    assert [r["chunks"] for r in res] == [3, 2]  # image 0: t=2 (p < omega), 3, 6; image 1: 3, 6
+    m.zero_grad()
+    calls["t"] = 0
+    out = batched_step(m, feats, gts, cfg, seeds=[0, 1])
+    assert out["chunks"] == 5 and out["per_image"] == [(6, 5), (6, 6)]
+    assert out["total"] == pytest.approx(sum(r["total"] for r in res), rel=1e-5)
+    _assert_grads_close(g_lit, _grads(m))

@@ -377,6 +377,31 @@ def bad(crowd_runs, crowd_data, tmp_path_factory) -> dict[str, Path]:
     payload = torch.load(crowd_runs["ae"] / "last.pt", weights_only=True)
     payload["epoch"] = "1"
     torch.save(payload, root / "epoch_string" / "last.pt")
+    # issue 20: a run whose weights are NaN; an RMPP run that started on other features; a
+    # folder holding only last.pt; ground truth with a non-positive area; bad result fields
+    for name in ("nan_weights", "lastonly"):
+        (root / name).mkdir()
+    shutil.copy(crowd_runs["ae"] / "config.json", root / "nan_weights" / "config.json")
+    payload = torch.load(crowd_runs["ae"] / "last.pt", weights_only=True)
+    first = next(k for k, v in payload["model"].items() if v.is_floating_point())
+    payload["model"][first] = payload["model"][first].clone()
+    payload["model"][first].view(-1)[3] = float("nan")
+    torch.save(payload, root / "nan_weights" / "last.pt")
+    paths["nan_tensor"] = first  # type: ignore[assignment]
+    shutil.copy(crowd_runs["ae"] / "last.pt", root / "lastonly" / "last.pt")
+    shutil.copytree(crowd_runs["rmpp"], root / "other_features")
+    payload = torch.load(crowd_runs["rmpp"] / "last.pt", weights_only=True)
+    payload["config"]["features"] = str(Path(payload["config"]["features"]).parent
+                                        / "0123456789abcdef.pt")  # fmt: skip
+    torch.save(payload, root / "other_features" / "last.pt")
+    for name, area in (("area_neg.json", -5.0), ("area_zero.json", 0)):
+        doc = json.loads(json.dumps(gt))
+        doc["annotations"][0]["area"] = area
+        (root / name).write_text(json.dumps(doc))
+    results("id_true.json", lambda r: r.__setitem__("image_id", True))
+    results("id_string.json", lambda r: r.__setitem__("image_id", "1"))
+    results("kp_nested.json", lambda r: r.__setitem__(
+        "keypoints", [r["keypoints"][i : i + 3] for i in range(0, 51, 3)]))
     # data sets: the bomb as the first image; a size the annotation does not state; the second
     # image with a valid header but truncated data (met mid-epoch)
     for name in ("bomb_data", "size_data", "truncated_data"):
@@ -589,6 +614,51 @@ FUZZ: list[tuple[str, list[str], str, str]] = [
      "train ae", "000001.png: image is 64x64 but"),
     ("ae-truncated-image", _with(_AE, "--data", "{truncated_data}"),
      "train ae", "000001.png: unreadable or corrupt image"),
+    # ---- issue 20
+    # 1. a resume on another AE network's features ("other settings", refused before reading)
+    ("rmpp-resume-other-ae", _with(_RMPP, "--out", "{rmpp}", "--resume", "--ae", "{fresh_ae}"),
+     "train rmpp", "cannot resume: the run was started with a different 'ae_run'"),
+    ("rmpp-resume-other-features", _with(_RMPP, "--out", "{other_features}", "--resume"),
+     "train rmpp", "cannot resume: the run was started with different 'features'"),
+    # 3. predict and synth never write into a folder that holds a run
+    ("predict-out-is-run", _with(_PREDICT, "--out", "{ae}"),
+     "predict", "holds a run (config.json, last.pt, log.jsonl or epoch_NNN.pt)"),
+    ("predict-out-is-rmpp-run", _with(_PREDICT, "--out", "{rmpp}"),
+     "predict", "rmpp: holds a run"),
+    ("synth-out-is-run", _with(_SYNTH, "--out", "{ae}"),
+     "synth", "already exists and is not empty"),
+    # a folder holding only last.pt is a run folder: nothing writes into it without --resume
+    ("ae-out-holds-last-only", _with(_AE, "--out", "{lastonly}"),
+     "train ae", "lastonly: already holds a run; pass --resume"),
+    ("rmpp-out-holds-last-only", _with(_RMPP, "--out", "{lastonly}"),
+     "train rmpp", "lastonly: already holds a run; pass --resume"),
+    ("predict-out-holds-last-only", _with(_PREDICT, "--out", "{lastonly}"),
+     "predict", "lastonly: holds a run"),
+    # 4. non-finite weights: named at load
+    ("predict-nan-weights", _with(_PREDICT, "--run", "{nan_weights}"),
+     "predict", "last.pt: field 'model': tensor '{nan_tensor}' holds non-finite values (nan"),
+    ("eval-nan-weights", ["eval", "--run", "{nan_weights}", "--data", "{data}", "--quiet"],
+     "eval", "last.pt: field 'model': tensor '{nan_tensor}' holds non-finite values"),
+    ("rmpp-ae-nan-weights", _with(_RMPP, "--ae", "{nan_weights}"),
+     "train rmpp", "holds non-finite values"),
+    # 5. ground truth whose area OKS divides by is not positive
+    ("eval-gt-area-negative", _with(_EVAL, "--gt", "{root}/area_neg.json"),
+     "eval", "field 'area' must be > 0 for a person with keypoints, got -5.0"),
+    ("eval-gt-area-zero", _with(_EVAL, "--gt", "{root}/area_zero.json"),
+     "eval", "field 'area' must be > 0 for a person with keypoints, got 0"),
+    # 6. results: bools are not numbers, a string id is named as one, nested keypoints refused
+    ("eval-image-id-true", _with(_EVAL, "--results", "{root}/id_true.json"),
+     "eval", "result #0: 'image_id' must be an integer, got a boolean (True)"),
+    ("eval-image-id-string", _with(_EVAL, "--results", "{root}/id_string.json"),
+     "eval", "result #0: 'image_id' must be an integer, got a string ('1')"),
+    ("eval-kp-nested", _with(_EVAL, "--results", "{root}/kp_nested.json"),
+     "eval", "result #0 (image 1): 'keypoints' must be a flat list of 51 numbers, got a "
+     "nested list"),
+    # 9. book --only without a name
+    ("book-only-empty", ["book", "--only", "--no-html"],
+     "book", "argument --only: expected at least one argument"),
+    ("book-only-empty-publish", ["book", "--only", "--publish", "{root}/pub", "--no-html"],
+     "book", "argument --only: expected at least one argument"),
 ]  # fmt: skip
 
 
@@ -610,6 +680,7 @@ def test_every_bad_argument_is_one_line_and_exit_2(bad, argv, command, needle, c
 
     monkeypatch.setattr(os, "access", access)
     argv = [a.format(**bad) for a in argv]
+    needle = needle.format(**bad)
     watched = (bad["root"], bad["ae"], bad["rmpp"], bad["data"])
     before = _tree(*watched)
     capsys.readouterr()
@@ -684,3 +755,60 @@ def test_a_spoiled_feature_cache_is_recomputed(crowd_runs, crowd_data, tmp_path,
     got = extract_features(model, ds, batch_size=8, cache_file=cache)
     assert got.image_ids == ds.image_ids and torch.equal(got.features, fresh.features)
     assert load_feature_set(cache).image_ids == ds.image_ids  # rewritten
+
+
+# ------------------------------------------------------------------ a write the disk refuses
+
+
+def test_a_refused_write_on_resume_leaves_the_run_as_it_was(crowd_runs, crowd_data, tmp_path):
+    """``ulimit -f`` (a full disk, a quota) under ``train ae --resume``: one line, exit 2, and
+    every file of the run byte-identical -- config.json never says ``epochs: 2`` while last.pt
+    is still epoch 1 (the config is written with the checkpoint it describes)."""
+    import resource
+    import subprocess
+    import sys
+
+    run = tmp_path / "ae"
+    shutil.copytree(crowd_runs["ae"], run, ignore=shutil.ignore_patterns("rmpp_features"))
+    before = _tree(run)
+    size = (run / "last.pt").stat().st_size
+    limit = size // 2  # config.json and the log fit, a checkpoint does not
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = [sys.executable, "-m", "rnnpose", "train", "ae", "--profile", "tiny", "--data",
+           str(crowd_data), "--out", str(run), "--resume", "--epochs", "2", "--quiet",
+           "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=cap, env=env,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("rnnpose train ae: error: ") and str(run) in lines[0]
+    assert "epoch_002.pt: cannot be written (the file system refused the write, e.g. a full " \
+           "disk or a file-size limit: unexpected pos " in lines[0]
+    assert lines[0].endswith("; nothing was replaced")
+    assert _tree(run) == before  # no epoch_002.pt, no temp file, config and log as they were
+
+
+def test_a_refused_write_in_the_first_epoch_leaves_no_folder(crowd_data, tmp_path, monkeypatch,
+                                                              capsys):  # fmt: skip
+    """torch.save failing as it does on a full disk (RuntimeError 'unexpected pos'): one line,
+    exit 2, and no run folder (config.json was not written ahead of its checkpoint)."""
+    import rnnpose.checkpoint as ck
+
+    def full_disk(obj, fh, *args, **kwargs):
+        fh.write(b"PK\x03\x04")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(ck.torch, "save", full_disk)
+    run = tmp_path / "run"
+    assert _train_ae(crowd_data, run) == 2
+    line = one_error_line(capsys, "rnnpose train ae: error: ", str(run / "epoch_001.pt"),
+                          "cannot be written (the file system refused the write, e.g. a full "
+                          "disk or a file-size limit: unexpected pos 64 vs 0); nothing was "
+                          "replaced")  # fmt: skip
+    assert "Traceback" not in line
+    assert not run.exists()

@@ -156,3 +156,19 @@ def test_decode_unrolls_lstm1_passes_times_people_plus_one():
     out = decode(m, feats, PROF.omega, max_iterations=7, seeds=[2])[0]
     assert len(out["p"]) == 2 and m.lstm1.passes == PROF.loop == 2
     assert len(calls) == 2 * (2 + 1)
+
+
+def test_a_stop_probability_equal_to_omega_goes_on():
+    """Decoding stops at the first p_t < omega (section 3.2): p_t == omega is a person. The
+    stop head is set to logit 0 exactly, so p_t = 0.5 at every iteration."""
+    torch.manual_seed(0)
+    m = RMPP(PROF)
+    with torch.no_grad():
+        m.lstm1.stop.weight.zero_()
+        m.lstm1.stop.bias.zero_()
+    feats = _graded_features()[:2]
+    at = decode(m, feats, 0.5, max_iterations=5, use_lstm2=False)
+    assert [len(o["p"]) for o in at] == [5, 5] and all(np.isnan(o["p_stop"]) for o in at)
+    assert all((o["p"] == 0.5).all() for o in at)
+    above = decode(m, feats, float(np.nextafter(0.5, 1.0)), max_iterations=5, use_lstm2=False)
+    assert [len(o["p"]) for o in above] == [0, 0] and [o["p_stop"] for o in above] == [0.5, 0.5]

@@ -70,3 +70,76 @@ def test_loss_balance_places_the_loss_between_empty_and_hedge(tmp_path):
     assert row["stop loss / image"] == "2.5 (1.0)"
     assert row["AP sparse"] == "10.5 (1.0)"
     assert row["over-counted sparse"] == "60.0 % (20.0)"
+
+
+def _script():
+    """``experiments/diagnosis.py`` as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "diagnosis.py"
+    spec = importlib.util.spec_from_file_location("diagnosis_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "nosuch", "--root", "{tmp}"], "run: unknown setting 'nosuch' (see `list`)"),
+    (["run", "--root", "{tmp}"], "run: name a setting"),
+    (["run", "b1-400"], "--root: required by 'run'"),
+    (["ae"], "--root: required by 'ae'"),
+    (["run", "b1-400", "--root", "{tmp}"], "ae-s0: not a run folder (no config.json)"),
+    (["run", "b1-400", "--root", "{tmp}/a_file"], "--root: "),
+    (["run", "b1-400", "--root", "{tmp}", "--threads", "0"],
+     "argument --threads: must be an integer >= 1, got 0"),
+    (["run", "b1-400", "--root", "{tmp}", "--seed", "x"], "argument --seed: expected an integer"),
+    (["nosuch"], "argument what: invalid choice: 'nosuch'"),
+    (["relog", "b1-400", "--root", "{tmp}"], "b1-400-s0.json: no such results file"),
+    (["table"], "broken.json: malformed JSON at line 1"),
+    (["table"], "{results}/bad-ap.json: field 'final.sparse.AP' must be a number, got '1'"),
+])  # fmt: skip
+def test_the_diagnosis_script_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, argv,
+                                                            needle):  # fmt: skip
+    """One line ``experiments/diagnosis.py: error: ...``, exit 2, nothing written (the results
+    folder and ``--root`` stay as they were)."""
+    dg_script = _script()
+    results = tmp_path / "results"
+    results.mkdir()
+    r = _record("ok", 0, 1.0, 1.0)
+    r["final"] = r["curve"][-1]["splits"]
+    (results / "ok-s0.json").write_text(json.dumps(r))
+    if "broken.json" in needle:
+        (results / "broken.json").write_text("{")
+    if "bad-ap" in needle:
+        r["final"]["sparse"]["AP"] = "1"
+        (results / "bad-ap.json").write_text(json.dumps(r))
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setattr(dg_script, "RESULTS", results)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    argv = [a.format(tmp=tmp_path, results=results) for a in argv]
+    assert dg_script.main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("experiments/diagnosis.py: error: "), lines
+    assert needle.format(results=results) in lines[0], lines[0]
+    assert "Traceback" not in out + err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_the_diagnosis_table_and_root_on_a_fresh_clone(tmp_path, monkeypatch, capsys):
+    """``table`` prints one line per record with AP per split (other records are skipped);
+    ``--root`` sets ROOT_ARTIFACTS for every subcommand (no folder of one machine is
+    assumed)."""
+    dg_script = _script()
+    assert dg_script.ROOT_ARTIFACTS is None
+    r = _record("ok", 0, 12.5, 3.0)
+    r["final"] = r["curve"][-1]["splits"]
+    (tmp_path / "ok-s0.json").write_text(json.dumps(r))
+    (tmp_path / "ae-s0-eval.json").write_text(json.dumps({"splits": {"val": {"ae": {}}}}))
+    monkeypatch.setattr(dg_script, "RESULTS", tmp_path)
+    assert dg_script.main(["table", "--root", str(tmp_path / "elsewhere")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ok-s0") and "spa  12.5" in lines[0]
+    assert dg_script.ROOT_ARTIFACTS == tmp_path / "elsewhere" / "artifacts"
+    assert dg_script.main(["list"]) == 0 and dg_script.ROOT_ARTIFACTS is None

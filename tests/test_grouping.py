@@ -187,3 +187,19 @@ def test_oracle_grouping_takes_the_peak_near_each_annotated_joint():
     np.testing.assert_allclose(people[1, 0, 2], 0.8)
     assert people[0, 1, 2] > 0 and people[0, 1, 2] < 1e-5  # window empty: value floor, found
     assert people[1, 2, 2] == 0 and people[1, 3:, 2].sum() == 0  # unannotated / off the map
+
+
+def test_a_tag_distance_equal_to_the_threshold_opens_a_new_person():
+    """A candidate joins a person only when its tag distance is BELOW ``tag_threshold``
+    (section 2.2): at exactly the threshold it opens a person of its own."""
+    loc = np.zeros((2, 1, 2), np.int64)
+    loc[1, 0] = (5, 5)
+    val = np.full((2, 1), 0.9)
+
+    def people(second_tag: float) -> int:
+        tag = np.array([[[0.0]], [[second_tag]]])
+        return len(match_by_tag(loc, val, tag, tag_threshold=1.0, joint_order=[0, 1]))
+
+    assert people(0.999) == 1  # joined the first person
+    assert people(1.0) == 2  # distance == threshold: a new person
+    assert people(1.5) == 2

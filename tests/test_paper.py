@@ -114,3 +114,16 @@ def test_a_tie_is_inconclusive_whatever_the_measured_spread():
     assert list(v["verdict"]) == ["inconclusive"]
     v = claim_rows(claims, {"0": 54.6, "2": 58.7}, {"0": 0.0, "2": 0.3}, spread=0.1)
     assert list(v["verdict"]) == ["inconclusive"]  # 0.3 AP: below the 0.5 floor
+
+
+def test_a_larger_gain_within_the_spread_is_inconclusive():
+    """'The gain is larger on OCHuman' decides nothing when the two gains lie within the
+    spread of each other (both positive here, OCHuman's the larger by 0.6 AP < 1.0)."""
+    from rnnpose.paper import main_claims
+
+    ap = pd.DataFrame({"sparse": {"AE, SS": 20.0, "Ours, SS": 24.0},
+                       "occluded": {"AE, SS": 15.0, "Ours, SS": 19.6}})  # fmt: skip
+    v = main_claims(ap, spread=1.0)
+    assert list(v["verdict"]) == ["reproduced", "reproduced", "inconclusive"]
+    v = main_claims(ap, spread=0.5)  # 0.6 > 0.5: now it decides
+    assert list(v["verdict"]) == ["reproduced", "reproduced", "reproduced"]

@@ -94,7 +94,7 @@ def validate_coco(
         if ann["id"] in ann_ids:
             raise DataError(f"{where}: duplicate annotation id")
         ann_ids.add(ann["id"])
-        if ann["image_id"] not in ids:
+        if isinstance(ann["image_id"], bool) or ann["image_id"] not in ids:  # True == 1
             raise DataError(f"{where}: field 'image_id' names unknown image id {ann['image_id']}")
         kp = ann["keypoints"]
         if not isinstance(kp, list) or len(kp) != 3 * NUM_JOINTS:
@@ -110,6 +110,10 @@ def validate_coco(
         if need_area:
             if not _is_number(ann["area"]):
                 raise DataError(f"{where}: field 'area' must be a number")
+            if ann["area"] <= 0 and any(v > 0 for v in kp[2::3]) and not ann.get("iscrowd"):
+                # OKS divides by the area: <= 0 overflows and scores any error as a match
+                raise DataError(f"{where}: field 'area' must be > 0 for a person with "
+                                f"keypoints, got {ann['area']!r}")  # fmt: skip
             bb = ann["bbox"]
             if not isinstance(bb, list) or len(bb) != 4 or not all(_is_number(x) for x in bb):
                 raise DataError(f"{where}: field 'bbox' must be 4 numbers [x, y, w, h]")

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rnnpose import cli_types
-from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from rnnpose.checkpoint import checkpoint_payload, load_checkpoint, restore_training_state
 from rnnpose.config import PROFILES, Profile, get_profile
 from rnnpose.data.coco import CocoPoseDataset, collate
 from rnnpose.io import DataError, PathLike
@@ -251,23 +251,17 @@ def train_ae(
         bar.close()
         if not dist_info.main:
             continue
-        if not config_written:
-            run.write_config(config, str(dev))
-            config_written = True
-        save_checkpoint(
-            run.epoch_path(epoch + 1), model=model, config=config, epoch=epoch + 1, step=step,
-            optimizer=optimizer,
-        )  # fmt: skip
-        save_checkpoint(
-            run.last, model=model, config=config, epoch=epoch + 1, step=step, optimizer=optimizer
-        )
         record = {"epoch": epoch + 1, "step": step, "batches": n}
         record.update({("loss" if k == "total" else k): s / max(n, 1) for k, s in sums.items()})
         record.update(
             {"loss_first_batch": first, "loss_last_batch": last,
              "seconds": round(time.perf_counter() - t0, 3)}
         )  # fmt: skip
-        run.log(record)
+        payload = checkpoint_payload(model=model, config=config, epoch=epoch + 1, step=step,
+                                     optimizer=optimizer)  # fmt: skip
+        # config.json with this invocation's first checkpoint, in one step (RunDir.commit)
+        run.commit(payload, record, config=None if config_written else config, device=str(dev))
+        config_written = True
     barrier(dist_info)
     return run.path
 

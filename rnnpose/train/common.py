@@ -112,13 +112,38 @@ class RunDir:
                 raise DataError(f"{self.path}: cannot resume: it holds an {other} run, not "
                                 f"{method}")  # fmt: skip
 
-    def log(self, record: dict[str, Any]) -> None:
-        """Append one line to ``log.jsonl`` (rewritten atomically, so never half a line)."""
-        path = self.path / "log.jsonl"
-        old = path.read_text() if path.exists() else ""
-        from rnnpose.io import atomic_write_text
+    def commit(self, payload: dict[str, Any], record: dict[str, Any], *,
+               config: dict[str, Any] | None = None, device: str | None = None) -> None:
+        """End an epoch as one step: ``last.pt`` and ``epoch_NNN.pt`` (the checkpoint
+        ``payload``, :func:`rnnpose.checkpoint.checkpoint_payload`), the ``log.jsonl`` line
+        ``record`` and, when given, ``config.json`` (this invocation's first epoch: a new run, or
+        a resume that changes ``epochs``) are each written to a temp file first and renamed
+        into place only when all are written, so ``config.json`` never describes another
+        checkpoint than ``last.pt``. A failed write (disk full, a file-size limit) raises one
+        :class:`OSError` naming the file, and the run's files are left as they were (a new
+        run's folder is removed again)."""
+        from rnnpose.checkpoint import payload_writer
+        from rnnpose.io import atomic_write_all
 
-        atomic_write_text(path, old + json.dumps(record) + "\n")
+        created = not self.path.exists()
+        log = self.path / "log.jsonl"
+        old = log.read_text() if log.exists() else ""
+        text = old + json.dumps(record) + "\n"
+        writes: list[tuple[PathLike, Any, str]] = [
+            (self.epoch_path(int(payload["epoch"])), payload_writer(payload), "wb"),
+            (self.last, payload_writer(payload), "wb"),
+            (log, lambda fh: fh.write(text), "w"),
+        ]
+        if config is not None:
+            stamped = json.dumps({**config, "env": env_stamp(device)}, indent=1) + "\n"
+            writes.append((self.config_path, lambda fh: fh.write(stamped), "w"))
+        try:
+            atomic_write_all(writes)
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()  # empty again: the temp files are gone
+            raise
 
     def read_log(self) -> list[dict[str, Any]]:
         """The records of ``log.jsonl`` (one per epoch)."""

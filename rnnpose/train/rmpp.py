@@ -22,7 +22,7 @@ import torch
 
 from rnnpose import cli_types
 from rnnpose.algorithm1 import StepConfig, batched_step, literal_step
-from rnnpose.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+from rnnpose.checkpoint import checkpoint_payload, load_checkpoint, restore_training_state
 from rnnpose.config import PROFILES, Profile, get_profile
 from rnnpose.features import FeatureSet, cache_key, extract_features
 from rnnpose.io import DataError, PathLike
@@ -151,6 +151,23 @@ def _check_resume(payload: dict[str, Any], config: dict[str, Any], path: Path) -
                             f"different {key!r}")  # fmt: skip
 
 
+def _check_resume_features(old: dict[str, Any], ae_run: Path, cache: Path | None,
+                           path: Path) -> None:
+    """Refuse to resume a run on another AE network's features: another ``--ae`` folder, or
+    the same folder whose weights (or the data) changed since (the feature cache's key hashes
+    the AE checkpoint, the data path and the profile; ``cache`` None: the folder only, before
+    anything is read). Runs written without these fields (by :func:`fit_rmpp` alone) are not
+    compared."""
+    if "ae_run" in old and old["ae_run"] != str(ae_run.resolve()):
+        raise DataError(f"{path}: cannot resume: the run was started with a different 'ae_run' "
+                        f"({old['ae_run']}, not {ae_run.resolve()})")  # fmt: skip
+    if cache is None:  # called again once the cache key is known
+        return
+    if isinstance(old.get("features"), str) and Path(old["features"]).name != cache.name:
+        raise DataError(f"{path}: cannot resume: the run was started with different "
+                        "'features' (the AE run's weights or the data changed since)")  # fmt: skip
+
+
 def _device(device: str | torch.device) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -261,14 +278,11 @@ def fit_rmpp(
                   "images_per_s": n / max(time.perf_counter() - t0, 1e-9)}  # fmt: skip
         if not dist_info.main:
             continue
-        if not config_written:
-            run.write_config(config, device=str(dev))
-            config_written = True
-        save_checkpoint(run.last, model=model, config=config, epoch=epoch, step=step,
-                        optimizer=opt)  # fmt: skip
-        save_checkpoint(run.epoch_path(epoch), model=model, config=config, epoch=epoch,
-                        step=step, optimizer=opt)  # fmt: skip
-        run.log(record)
+        payload = checkpoint_payload(model=model, config=config, epoch=epoch, step=step,
+                                     optimizer=opt)  # fmt: skip
+        # config.json with this invocation's first checkpoint, in one step (RunDir.commit)
+        run.commit(payload, record, config=None if config_written else config, device=str(dev))
+        config_written = True
     barrier(dist_info)
     return run.path
 
@@ -311,6 +325,7 @@ def train_rmpp(
     if payload is not None:
         _check_resume(payload, {"method": "rmpp", "profile": apply_options(prof, opts).to_dict(),
                                 "options": opts, "seed": int(seed)}, run.last)  # fmt: skip
+        _check_resume_features(payload["config"], Path(ae_run), None, run.last)
     if opts["init"]:
         RunDir(opts["init"]).read_config()
     ann_file, image_root = data_paths(data_dir, ann_file, image_root)
@@ -319,6 +334,8 @@ def train_rmpp(
     dataset.verify_images()
     key = cache_key(RunDir(ae_run).last, ann_file, ae_profile, prof.rmpp_input)
     cache = Path(ae_run) / "rmpp_features" / f"{key}.pt"
+    if payload is not None:  # the decoder continues on the features it started on
+        _check_resume_features(payload["config"], Path(ae_run), cache, run.last)
     with main_first(dist_info):  # rank 0 writes the cache, the others read it
         feats = extract_features(ae_model, dataset, batch_size=prof.ae_batch_size, device=dev,
                                  cache_file=cache, quiet=quiet or not dist_info.main,
