@@ -8,13 +8,12 @@ way every command loads an AE run (:func:`rnnpose.train.ae.load_ae`).
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
+import pose_ae_reference as ref
 import pytest
 import torch
 
-import pose_ae_reference as ref
 from rnnpose.cli import main
 from rnnpose.config import get_profile
 from rnnpose.models.hourglass import rmpp_features
@@ -111,7 +110,7 @@ BAD = {
                                    torch.full((64,), float("nan"))}),
         "key 'model.module.pre.0.conv.bias' holds NaN"),
     "truncated": (_truncated, "truncated or corrupt checkpoint"),
-    "pickled code": (lambda p: p.write_bytes(pickle.dumps({"state_dict": _Code()})),
+    "pickled code": (lambda p: torch.save({"state_dict": _Code()}, p),
                      "refused: the file carries pickled Python objects"),
 }  # fmt: skip
 
