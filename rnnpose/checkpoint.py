@@ -85,8 +85,9 @@ def save_checkpoint(path: PathLike, **state: Any) -> Path:
     return atomic_write(path, payload_writer(checkpoint_payload(**state)))
 
 
-def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely; a missing, truncated or code-carrying file gets a clear error."""
+def read_torch_file(path: PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of any torch.save file (the zip format and the legacy
+    one); a missing, truncated or code-carrying file raises :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -106,6 +107,13 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
         raise CheckpointError(
             f"{path}: truncated or corrupt checkpoint, cannot be read ({_first_line(exc)})"
         ) from None
+    return payload
+
+
+def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely; a missing, truncated or code-carrying file gets a clear error."""
+    path = Path(path)
+    payload = read_torch_file(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != "rnnpose-checkpoint-1":
         raise CheckpointError(f"{path}: not an rnnpose checkpoint (no 'format' field)")
     for key in ("model", "config", "epoch", "step"):

@@ -1,4 +1,4 @@
-"""The ``rnnpose`` command: ``synth | train | eval | predict | book``.
+"""The ``rnnpose`` command: ``synth | train | import-ae | eval | predict | book``.
 
 Each subcommand lives in the module that holds its logic, which exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches and turns the
@@ -20,6 +20,8 @@ from rnnpose.io import DataError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("rnnpose.data.synthetic", "generate the synthetic crowded-people benchmark"),
     "train": ("rnnpose.train", "train the AE network or the RMPP decoder"),
+    "import-ae": ("rnnpose.train.ae_import",
+                  "an AE run folder from a pose-ae-train checkpoint (the released network)"),
     "eval": ("rnnpose.evaluate", "COCO keypoint AP of a results file or a trained run"),
     "predict": ("rnnpose.predict", "run a trained model on images and draw the people"),
     "book": ("rnnpose.book", "execute the notebooks and build the Jupyter Book"),

@@ -149,6 +149,14 @@ class Profile:
         return self.nstack * self.feat_channels + extra
 
 
+def ae_fields(profile: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a profile (as a dict) that the AE network and the data depend on: all but
+    the decoder's (``rmpp_*``), the name and ``ae_from``. Two profiles that agree on them can
+    share one AE run."""
+    return {k: v for k, v in profile.items()
+            if not k.startswith("rmpp_") and k not in ("name", "ae_from")}
+
+
 #: numeric profile fields that must be > 0; every other number must be >= 0
 POSITIVE_FIELDS: frozenset[str] = frozenset({
     "input_size", "output_size", "sigma", "nstack", "hg_channels", "hg_depth",

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from rnnpose.config import Profile, get_profile
+from rnnpose.config import Profile, ae_fields, get_profile
 from rnnpose.io import DataError, atomic_write_json, env_stamp, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,8 +105,13 @@ class Experiment:
         seed: int = 0,
         artifacts: str | Path | None = None,
         quiet: bool = False,
+        ae_run: str | Path = "",
     ):
         self.profile = get_profile(profile)
+        # an AE run given from outside (e.g. ``rnnpose import-ae`` of pose-ae-train's released
+        # network): used instead of training one; checked by :meth:`ae`
+        self.ae_run = Path(ae_run) if ae_run else None
+        self._ae_key: str | None = None
         self.data_root = Path(data_root) if data_root else None
         self.device = device
         self.seed = int(seed)
@@ -188,18 +193,20 @@ class Experiment:
             return self.profile
         base = get_profile(self.profile.ae_from)
         own = self.profile.to_dict()
-        differ = [k for k, v in base.to_dict().items()
-                  if not k.startswith("rmpp_") and k not in ("name", "ae_from") and own[k] != v]
+        differ = [k for k, v in ae_fields(base.to_dict()).items() if own[k] != v]
         if differ:
             raise ValueError(f"profile {self.profile.name!r} takes its AE from "
                              f"{base.name!r} but differs from it on {', '.join(differ)}")
         return base
 
     def ae(self) -> Path:
-        """The trained AE run for this profile and seed (trained now if not cached); a profile
-        with ``ae_from`` uses (and fills) that preset's cache entry."""
+        """The AE run: the one given as ``ae_run``, else the trained AE run for this profile
+        and seed (trained now if not cached); a profile with ``ae_from`` uses (and fills) that
+        preset's cache entry."""
         from rnnpose.train.ae import train_ae
 
+        if self.ae_run is not None:
+            return self._given_ae()
         prof = self.ae_profile
         train = self.split("train")
         spec = {"stage": "ae", "profile": prof.to_dict(), "seed": self.seed,
@@ -211,6 +218,39 @@ class Experiment:
                      image_root=train.image_root)  # fmt: skip
             atomic_write_json(out / "done.json", {"spec": spec, "env": env_stamp(self.device)})
         return out
+
+    def _given_ae(self) -> Path:
+        """``ae_run`` after checking it: an AE run of this experiment's profile with weights."""
+        from rnnpose.train.common import RunDir
+
+        run = RunDir(self.ae_run)
+        config = run.read_config()
+        if config["method"] != "ae":
+            raise DataError(f"{run.config_path}: not an AE run (method {config['method']!r})")
+        given = config.get("profile")
+        if not isinstance(given, dict) or ae_fields({**self.ae_profile.to_dict(), **given}) != (
+            ae_fields(self.ae_profile.to_dict())
+        ):
+            name = (config.get("profile") or {}).get("name") if isinstance(
+                config.get("profile"), dict) else None  # fmt: skip
+            raise DataError(f"{run.config_path}: field 'profile' ({name!r}) is not this "
+                            f"experiment's profile {self.profile.name!r}")  # fmt: skip
+        if not run.last.is_file():
+            raise DataError(f"{run.last}: the AE run has no weights")
+        return run.path
+
+    def _ae_name(self, ae_run: Path) -> str:
+        """The AE run's part of an RMPP run's key: its folder name (which carries its own key
+        when trained here); for a given ``ae_run``, plus the sha256 of its weights."""
+        if self.ae_run is None:
+            return ae_run.name
+        if self._ae_key is None:
+            h = hashlib.sha256()
+            with open(ae_run / "last.pt", "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            self._ae_key = h.hexdigest()[:12]
+        return f"{ae_run.name}-{self._ae_key}"
 
     def rmpp(self, seed: int | None = None, **options: Any) -> Path:
         """A trained RMPP run with the given options (see ``rnnpose train rmpp --help``);
@@ -225,7 +265,7 @@ class Experiment:
         train = self.split("train")
         seed = self.seed if seed is None else int(seed)
         spec = {"stage": "rmpp", "profile": self.profile.to_dict(), "seed": seed,
-                "data": train.key(), "ae": ae_run.name, "options": opts}  # fmt: skip
+                "data": train.key(), "ae": self._ae_name(ae_run), "options": opts}  # fmt: skip
         out = self._run_dir("rmpp", spec)
         if not (out / "done.json").exists():
             kwargs = dict(profile=self.profile, ae_run=ae_run, data_dir=train.ann_file.parent,
@@ -327,8 +367,8 @@ class Experiment:
 
         from rnnpose.progress import progress
 
-        args = [(self.profile, self.data_root, self.device, self.seed, self.artifacts, row)
-                for row in rows]  # fmt: skip
+        args = [(self.profile, self.data_root, self.device, self.seed, self.artifacts, row,
+                 self.ae_run or "") for row in rows]  # fmt: skip
         with mp.get_context("spawn").Pool(min(jobs, len(rows))) as pool:
             done = pool.imap_unordered(_train_and_evaluate_row, args)
             for _ in progress(done, total=len(rows), quiet=self.quiet, desc=desc):
@@ -421,10 +461,10 @@ def _train_and_evaluate_row(args: tuple) -> None:
     """One worker of :meth:`Experiment.parallel_rows`: one thread, one process."""
     import torch
 
-    profile, data_root, device, seed, artifacts, row = args
+    profile, data_root, device, seed, artifacts, row, ae_run = args
     torch.set_num_threads(1)
     exp = Experiment(profile, data_root=data_root or "", device=device, seed=seed,
-                     artifacts=artifacts, quiet=True)  # fmt: skip
+                     artifacts=artifacts, quiet=True, ae_run=ae_run)  # fmt: skip
     exp.max_procs = 1
     run = exp.ablation(**row)
     for split in exp.eval_splits:

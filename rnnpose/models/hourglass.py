@@ -10,6 +10,12 @@ associative-embedding tags (joint-major: channel ``j*tag_dim + l``) and ``f`` fe
 no loss touches, exactly like the 68-channel output (17 + 17 + 34) of pose-ae-train. RMPP's
 decoder reads those ``f`` features of every stack (section 3.3: c = 4 * f).
 
+One difference in the recursion: pose-ae-train's inner hourglass levels always add 128
+channels (its ``Hourglass`` default) whatever the outer level adds, while ours pass
+``hg_increase`` down. The two are the same network only at ``hg_increase == 128`` (the ``paper``
+profile); ``rnnpose import-ae`` (:mod:`rnnpose.train.ae_import`) refuses any other checkpoint,
+and the ``cpu``/``tiny`` networks keep their own recursion.
+
 Building blocks are AE's ``Conv``: conv (with bias) -> ReLU -> BatchNorm. ``pose-ae-train`` has the
 BatchNorm switch (off by default there); it is on here by default (``bn=True``) because it makes
 the small CPU profiles train in a few epochs.

@@ -266,8 +266,14 @@ def train_ae(
     return run.path
 
 
+#: the input every AE network here reads: RGB scaled to [0, 1], NCHW (pose-ae-train's too, NHWC
+#: at its door); an AE run's ``config.json`` may state it as ``input_convention``
+INPUT_CONVENTION: str = "rgb01"
+
+
 def load_ae(run_dir: PathLike, device: str | torch.device = "cpu") -> tuple[PoseNet, Profile]:
-    """The trained AE network of a run (eval mode, newest checkpoint) and its profile."""
+    """The AE network of a run (eval mode, newest checkpoint) and its profile: trained here
+    or imported from pose-ae-train (:mod:`rnnpose.train.ae_import`; ``bn`` false)."""
     run = RunDir(run_dir)
     config = run.read_config()
     if config.get("method") != "ae":
@@ -276,9 +282,15 @@ def load_ae(run_dir: PathLike, device: str | torch.device = "cpu") -> tuple[Pose
         profile = Profile.from_dict(config["profile"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{run.config_path}: bad 'profile' field ({exc})") from None
+    convention = config.get("input_convention", INPUT_CONVENTION)
+    if convention != INPUT_CONVENTION:  # every loader feeds RGB in [0, 1] (data.coco, inference)
+        raise DataError(f"{run.config_path}: field 'input_convention' must be "
+                        f"{INPUT_CONVENTION!r} (RGB in [0, 1]), got {str(convention)[:40]!r}")
+    if not isinstance(config.get("bn", True), bool):
+        raise DataError(f"{run.config_path}: field 'bn' must be true or false")
     dev = _device(device)
     payload = load_checkpoint(run.last, map_location=dev)
-    model = PoseNet(profile, bn=bool(config.get("bn", True)))
+    model = PoseNet(profile, bn=config.get("bn", True))
     restore_training_state(payload, model, rng=False, source=run.last)
     return model.to(dev).eval(), profile
 
