@@ -146,6 +146,21 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "cpu-joint": {"desc": "cpu-main with the heatmap loss normalised per joint (x17)",
                   "profile": {"rmpp_heatmap_norm": "joint"}, "options": {"batch_size": 2},
                   "procs": 2, "epochs": 2, "lr_drop": 3},
+    # the long budget (issue 22): the long profile's decoder schedule (8 epochs, 4,800 Adam
+    # steps, constant rate) on this script's frozen AE, evaluated after every epoch (--curve):
+    # the paper's setting, and beside it the aid chapter 10 found most promising and the
+    # loss scales of section 7 (two seeds each)
+    "long-main": {"desc": "the long budget: cpu-main for 8 epochs (4,800 Adam steps)",
+                  "options": {"batch_size": 2}, "procs": 2, "epochs": 8, "lr_drop": 9},
+    "long-emit": {"desc": "long-main + emitted-heatmap memory input (beyond the paper)",
+                  "profile": {"rmpp_emitted": True}, "options": {"batch_size": 2},
+                  "procs": 2, "epochs": 8, "lr_drop": 9},
+    "long-sum": {"desc": "long-main with the heatmap loss = plain pixel sum (the paper's l2)",
+                 "profile": {"rmpp_heatmap_norm": "sum"}, "options": {"batch_size": 2},
+                 "procs": 2, "epochs": 8, "lr_drop": 9},
+    "long-joint": {"desc": "long-main with the heatmap loss normalised per joint (x17)",
+                   "profile": {"rmpp_heatmap_norm": "joint"}, "options": {"batch_size": 2},
+                   "procs": 2, "epochs": 8, "lr_drop": 9},
     # selection needs something non-local: AE's tags (a per-person code) + global context (a
     # broadcast maximum) + the emitted memory, together
     "b1-fit16-tce": {"desc": "fit 16 images, + tags input, global context, emitted memory",
