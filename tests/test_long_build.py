@@ -99,3 +99,23 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     assert list(curve["epoch"]) == [1, 2, 3]
     assert list(curve["step"]) == [24, 48, 72]  # 48 images, batch 2
     assert curve.equals(exp.curve(whole, splits=["sparse"]))
+
+
+def test_the_oracle_grouping_is_cached_beside_the_ae_run(tmp_path, monkeypatch):
+    """Chapter 2 and chapter 9 share one ground-truth grouping of AE's heatmaps per split."""
+    import rnnpose.analysis as analysis
+    from rnnpose.evaluate import evaluate_keypoints
+
+    exp = Experiment("tiny", artifacts=tmp_path, quiet=True)
+    ae = exp.ae()
+    sp = exp.split("sparse")
+    expected = evaluate_keypoints(sp.ann_file, analysis.oracle_results(
+        ae, sp.ann_file, sp.image_root, quiet=True))  # fmt: skip
+    assert exp.oracle(ae, "sparse") == expected
+    assert len(list(ae.glob("oracle-sparse-*.json"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(analysis, "oracle_results", fail)
+    assert exp.oracle(ae, "sparse") == expected  # read back, not recomputed
