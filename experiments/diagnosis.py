@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from rnnpose.checkpoint import CheckpointError  # noqa: E402
 from rnnpose.config import get_profile  # noqa: E402
 from rnnpose.evaluate import evaluate_keypoints  # noqa: E402
 from rnnpose.experiments import Experiment  # noqa: E402
-from rnnpose.io import DataError, atomic_write_json, env_stamp, read_json  # noqa: E402
+from rnnpose.io import DataError, atomic_write_json, cpu_model, env_stamp, read_json  # noqa: E402
 from rnnpose.predict import predict_split  # noqa: E402
 from rnnpose.train.common import RunDir  # noqa: E402
 
@@ -186,16 +185,6 @@ AE_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def ae_dir(root: Path, seed: int, variant: str = "cpu") -> Path:
     return root / (f"ae-s{seed}" if variant == "cpu" else f"ae-{variant}-s{seed}")
 
@@ -229,7 +218,7 @@ def train_ae_run(args: argparse.Namespace) -> None:
     record = {"setting": "ae", "variant": args.variant, "changes": AE_VARIANTS[args.variant],
               "seed": args.seed, "train_seconds": time.perf_counter() - t0,
               "splits": {s: split_metrics(out, exp, s, "ae") for s in SPLITS},
-              "threads": torch.get_num_threads(), "cpu": cpu_name(),
+              "threads": torch.get_num_threads(), "cpu": cpu_model(),
               "env": env_stamp("cpu")}  # fmt: skip
     atomic_write_json(RESULTS / f"{out.name}.json", record)
     print(json.dumps(record["splits"]))
@@ -338,7 +327,7 @@ def run_setting(args: argparse.Namespace) -> None:
               "adam_steps": log[-1]["step"], "train_seconds": wall,
               "seconds_per_epoch": [round(1 / r["images_per_s"] * images, 1) for r in log],
               "curve": curve, "final": curve[-1]["splits"], "log": log,
-              "threads": torch.get_num_threads(), "cpu": cpu_name(),
+              "threads": torch.get_num_threads(), "cpu": cpu_model(),
               "env": env_stamp("cpu")}  # fmt: skip
     record["loss_levels"] = loss_levels(images, spec.get("profile", {}))
     atomic_write_json(RESULTS / f"{args.name}-s{args.seed}.json", record)
