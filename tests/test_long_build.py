@@ -119,3 +119,26 @@ def test_the_oracle_grouping_is_cached_beside_the_ae_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(analysis, "oracle_results", fail)
     assert exp.oracle(ae, "sparse") == expected  # read back, not recomputed
+
+
+def test_a_resume_makes_the_log_agree_with_the_checkpoint(tmp_path):
+    """A run killed between the renames that end an epoch (checkpoint in place, log line not,
+    or the reverse) resumes with the log the checkpoint carries."""
+    from rnnpose.checkpoint import checkpoint_payload
+    from rnnpose.train.common import RunDir
+
+    run = RunDir(tmp_path / "run")
+    model = torch.nn.Linear(2, 1)
+    for epoch in (1, 2):
+        run.commit(checkpoint_payload(model=model, config={"method": "ae"}, epoch=epoch,
+                                      step=10 * epoch), {"epoch": epoch, "loss": 1.0 / epoch})
+    full = run.read_log()
+    assert [r["epoch"] for r in full] == [1, 2]
+    log = tmp_path / "run" / "log.jsonl"
+    log.write_text(log.read_text().splitlines(keepends=True)[0])  # epoch 2's line lost
+    assert run.resume_payload(True)["epoch"] == 2
+    assert run.read_log() == full
+    log.write_text(log.read_text() + '{"epoch": 3, "loss": 0.3}\n')  # a line ahead of it
+    run.resume_payload(True)
+    assert run.read_log() == full
+    assert run.resume_payload(False) is None

@@ -129,6 +129,10 @@ class RunDir:
         log = self.path / "log.jsonl"
         old = log.read_text() if log.exists() else ""
         text = old + json.dumps(record) + "\n"
+        # the log so far travels in the checkpoint too: the renames below are not one
+        # operation, and a run killed between them is made whole again on resume
+        payload = {**payload, "extra": {**(payload.get("extra") or {}),
+                                        "log": [*self.read_log(), record]}}  # fmt: skip
         writes: list[tuple[PathLike, Any, str]] = [
             (self.epoch_path(int(payload["epoch"])), payload_writer(payload), "wb"),
             (self.last, payload_writer(payload), "wb"),
@@ -153,7 +157,16 @@ class RunDir:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def resume_payload(self, resume: bool) -> dict[str, Any] | None:
-        """The checkpoint to continue from, or None for a fresh run."""
-        if resume and self.last.exists():
-            return load_checkpoint(self.last)
-        return None
+        """The checkpoint to continue from, or None for a fresh run. ``log.jsonl`` is made to
+        agree with it (the records the checkpoint carries: a run killed between the renames
+        of :meth:`commit` may have its checkpoint without its log line, or the reverse)."""
+        if not (resume and self.last.exists()):
+            return None
+        payload = load_checkpoint(self.last)
+        records = (payload.get("extra") or {}).get("log")
+        if isinstance(records, list) and records != self.read_log():
+            from rnnpose.io import atomic_write_text
+
+            atomic_write_text(self.path / "log.jsonl",
+                              "".join(json.dumps(r) + "\n" for r in records))  # fmt: skip
+        return payload
