@@ -211,6 +211,10 @@ MUTATIONS: tuple[Mutation, ...] = (
          'RUN_FILES: tuple[str, ...] = ("config.json", "log.jsonl")'),
     ), ("tests/test_bad_input.py", "-k", "last-only"),
         "a folder holding only last.pt counts as holding no run", issue=True),  # fmt: skip
+    Mutation("shared_kernel_keeps_namespace", "rnnpose/book.py", (
+        ("        _reset_namespace(kernel)\n", ""),
+    ), ("tests/test_notebooks.py", "-k", "shared_kernel"),
+        "the notebook tests' shared kernel carries one notebook's variables into the next"),
 )
 
 

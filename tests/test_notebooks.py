@@ -106,7 +106,7 @@ def test_the_shared_kernel_runs_each_notebook_in_an_empty_namespace(kernel, tmp_
     first = notebook("first.ipynb", "leak = 41", "import os\nprint(os.getcwd())")
     assert execute_notebook(first, tmp_path / "o1.ipynb", {"profile": "tiny"}, kernel=kernel)
     cells = json.loads((tmp_path / "o1.ipynb").read_text())["cells"]
-    printed = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+    printed = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
     assert printed.strip() == str(Path(__file__).resolve().parents[1])  # run in the repo root
     second = notebook("second.ipynb", "leak + 1")
     with pytest.raises(NotebookFailed, match=r"second\.ipynb: cell \d+ raised NameError"):
