@@ -14,11 +14,13 @@ parameters once, as the chapter ran with them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +103,46 @@ def _kernel_manager_class() -> type:
     return IPCKernelManager
 
 
+@contextlib.contextmanager
+def shared_kernel() -> Iterator[Any]:
+    """One ``python3`` kernel for several :func:`execute_notebook` calls (``kernel=``): started
+    once in the repository root (with this process's environment), shut down at the end. A
+    kernel start (a process, the imports of torch and the package) is then paid once, not per
+    notebook; each notebook still runs top to bottom in an emptied namespace (``%reset -f``
+    before it). The test suite's tiny runs of every notebook use it; ``make book`` does not."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3", transport="ipc")  # as _kernel_manager_class
+    km.start_kernel(cwd=str(ROOT))
+    try:
+        yield km
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+def _reset_namespace(km: Any) -> None:
+    """Empty the user namespace of a running kernel (its imported modules stay loaded)."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        reply = kc.execute_interactive("get_ipython().run_line_magic('reset', '-f')",
+                                       timeout=120, output_hook=lambda msg: None)  # fmt: skip
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the shared kernel's namespace was not reset: {reply['content']}")
+    finally:
+        kc.stop_channels()
+
+
 def execute_notebook(
-    path: Path, out: Path, params: dict[str, Any], *, force: bool = False, version: str = ""
+    path: Path, out: Path, params: dict[str, Any], *, force: bool = False, version: str = "",
+    kernel: Any = None,
 ) -> bool:
     """Run one notebook with papermill into ``out`` (atomically). Returns False if reused.
 
-    Only the parameters the notebook's ``parameters`` cell declares are passed."""
+    Only the parameters the notebook's ``parameters`` cell declares are passed. ``kernel``: a
+    running kernel of :func:`shared_kernel` (its namespace is emptied first); None: a fresh
+    kernel for this notebook."""
     import papermill as pm
 
     declared = pm.inspect_notebook(str(path))
@@ -119,11 +155,15 @@ def execute_notebook(
     tmp = out.with_name(f".{out.name}.running.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    shared = {}
+    if kernel is not None:
+        _reset_namespace(kernel)
+        shared = {"km": kernel}
     try:
         pm.execute_notebook(
             str(path), str(tmp), parameters=params, kernel_name="python3",
             cwd=str(ROOT), progress_bar=False, log_output=False,
-            kernel_manager_class=_kernel_manager_class(),
+            **(shared or {"kernel_manager_class": _kernel_manager_class()}),
         )  # fmt: skip
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(

@@ -216,6 +216,10 @@ MUTATIONS: tuple[Mutation, ...] = (
          "        if False:"),
     ), ("tests/test_long_build.py", "-k", "log_agree"),
         "a resume keeps a log that disagrees with its checkpoint (issue 22)"),  # fmt: skip
+    Mutation("shared_kernel_keeps_namespace", "rnnpose/book.py", (
+        ("        _reset_namespace(kernel)\n", ""),
+    ), ("tests/test_notebooks.py", "-k", "shared_kernel"),
+        "the notebook tests' shared kernel carries one notebook's variables into the next"),
 )
 
 

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from rnnpose.book import NotebookFailed, execute_notebook, notebook_paths, tag_for_book
+from rnnpose.book import (
+    NotebookFailed,
+    execute_notebook,
+    notebook_paths,
+    shared_kernel,
+    tag_for_book,
+)
 
 NOTEBOOKS = notebook_paths()
 
@@ -28,6 +34,15 @@ def artifacts(tmp_path_factory):
         os.environ["RNNPOSE_ARTIFACTS"] = old
 
 
+@pytest.fixture(scope="module")
+def kernel(artifacts):
+    """One kernel for every notebook's run (started after RNNPOSE_ARTIFACTS is set, so it
+    reads the shared cache): a kernel start and the imports are paid once, not ten times;
+    each notebook still starts from an emptied namespace (``rnnpose.book.shared_kernel``)."""
+    with shared_kernel() as km:
+        yield km
+
+
 def test_there_are_notebooks_with_parameters_cells():
     assert len(NOTEBOOKS) >= 9
     for path in NOTEBOOKS:
@@ -40,10 +55,10 @@ def test_there_are_notebooks_with_parameters_cells():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_on_the_tiny_profile(path: Path, artifacts, tmp_path):
+def test_notebook_runs_on_the_tiny_profile(path: Path, artifacts, kernel, tmp_path):
     out = tmp_path / path.name
     params = {"profile": "tiny", "data_root": "", "device": "cpu", "seed": 0, "widgets": False}
-    assert execute_notebook(path, out, params, version="test")
+    assert execute_notebook(path, out, params, version="test", kernel=kernel)
     nb = json.loads(out.read_text())
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]  # fmt: skip
@@ -72,6 +87,30 @@ def test_a_failing_notebook_names_the_notebook_and_cell(tmp_path):
     with pytest.raises(NotebookFailed, match=r"broken\.ipynb: cell \d+ raised ValueError: boom"):
         execute_notebook(src, tmp_path / "out.ipynb", {"profile": "tiny"})
     assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_the_shared_kernel_runs_each_notebook_in_an_empty_namespace(kernel, tmp_path):
+    """What one notebook defines is gone when the next runs in the shared kernel, so a
+    notebook that leans on another's variables fails here as it would alone."""
+    import nbformat
+
+    def notebook(name: str, *sources: str) -> Path:
+        nb = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_code_cell("profile = 'tiny'", metadata={"tags": ["parameters"]}),
+            *(nbformat.v4.new_code_cell(src) for src in sources)])  # fmt: skip
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}  # fmt: skip
+        nbformat.write(nb, tmp_path / name)
+        return tmp_path / name
+
+    first = notebook("first.ipynb", "leak = 41", "import os\nprint(os.getcwd())")
+    assert execute_notebook(first, tmp_path / "o1.ipynb", {"profile": "tiny"}, kernel=kernel)
+    cells = json.loads((tmp_path / "o1.ipynb").read_text())["cells"]
+    printed = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+    assert printed.strip() == str(Path(__file__).resolve().parents[1])  # run in the repo root
+    second = notebook("second.ipynb", "leak + 1")
+    with pytest.raises(NotebookFailed, match=r"second\.ipynb: cell \d+ raised NameError"):
+        execute_notebook(second, tmp_path / "o2.ipynb", {"profile": "tiny"}, kernel=kernel)
 
 
 def _code(source: str, *tags: str) -> dict:
