@@ -6,7 +6,7 @@ OCHuman samples, RMPP also multi-scale with AE's refinement, and a photo is pred
 cost is capped with the options a user on a slow machine has (``--subset``,
 ``--max-iterations``, ``--epochs``), not with another code path: the networks are the paper's
 (512-pixel input, 4 stacks of 256 channels, a 136-channel decoder input at 128 x 128). About
-nine 512-pixel AE passes and a few decoder iterations; the README's "Real data" section gives
+six 512-pixel AE passes and a few decoder iterations; the README's "Real data" section gives
 the measured time.
 """
 
