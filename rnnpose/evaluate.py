@@ -25,7 +25,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from rnnpose import cli_types
-from rnnpose.data.coco import coco_from_dict, validate_coco
+from rnnpose.data.coco import coco_from_dict, first_image_ids, validate_coco
 from rnnpose.io import DataError, PathLike, read_json
 from rnnpose.skeleton import NUM_JOINTS
 
@@ -207,10 +207,10 @@ def ap_by_crowding(
     results: list[dict] | PathLike,
     edges: tuple[float, ...] = (0.1, 0.5),
     max_dets: int = 20,
+    image_ids: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Metrics per crowding bucket (``<e0``, ``e0-e1``, ..., ``>=e_last`` of max pair IoU).
-
-    Buckets without images carry ``None`` metrics.
+    """Metrics per crowding bucket (``<e0``, ``e0-e1``, ..., ``>=e_last`` of max pair IoU),
+    over ``image_ids`` only where given. Buckets without images carry ``None`` metrics.
     """
     coco = load_gt(gt)
     if isinstance(results, (str, Path)):
@@ -219,6 +219,9 @@ def ap_by_crowding(
         source = "results"
     dets = check_results(results, coco, source)
     crowd = max_pair_iou(coco)
+    if image_ids is not None:
+        keep = set(image_ids)
+        crowd = {i: v for i, v in crowd.items() if i in keep}
     bounds = [-np.inf, *edges, np.inf]
     names = (
         [f"<{edges[0]:g}"]
@@ -274,7 +277,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=cli_types.existing_file,
                         help="COCO keypoint results file (with --gt)")  # fmt: skip
     parser.add_argument("--data", type=cli_types.existing_folder,
-                        help="dataset folder to predict on (with --run)")  # fmt: skip
+                        help="dataset folder to predict on (with --run): annotations.json and "
+                        "images/")  # fmt: skip
+    parser.add_argument("--ann", type=cli_types.existing_file,
+                        help="with --run, instead of --data: a COCO keypoint file (e.g. "
+                        "person_keypoints_val2017.json), with --images")  # fmt: skip
+    parser.add_argument("--images", type=cli_types.existing_folder,
+                        help="with --ann: its image folder (e.g. val2017/)")  # fmt: skip
+    parser.add_argument("--subset", type=cli_types.integer(1), metavar="N",
+                        help="only the first N images (by id) of the ground truth: predicted "
+                        "(with --run) and scored")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--max-dets", type=cli_types.integer(1), default=20,
                         help="people per image (20)")  # fmt: skip
@@ -296,34 +308,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.gt is not None:
-        if args.results is None or args.data is not None:
-            raise DataError("--gt needs --results (and no --data)")
+        if args.results is None or args.data is not None or args.ann or args.images:
+            raise DataError("--gt needs --results (and no --data, --ann or --images)")
         if args.flip or args.scales is not None:
             raise DataError("--flip and --scales predict first: they need --run, not --gt")
         gt, results = args.gt, args.results
     else:
-        if args.data is None or args.results is not None:
-            raise DataError("--run needs --data (and no --results)")
+        if args.results is not None:
+            raise DataError("--run predicts its own results: give --data or --ann/--images, "
+                            "not --results")  # fmt: skip
+        if (args.data is None) == (args.ann is None and args.images is None):
+            raise DataError("--run needs --data DIR or --ann FILE --images DIR (one of them)")
+        if (args.ann is None) != (args.images is None):
+            raise DataError("--ann and --images go together")
         import torch
 
-        from rnnpose.predict import parse_scales, predict_run
+        from rnnpose.predict import parse_scales, predict_split
+        from rnnpose.train.ae import data_paths
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         kw: dict[str, Any] = {"flip": True} if args.flip else {}
         if args.scales is not None:
             kw["scales"] = parse_scales(args.scales)
-        gt, results = predict_run(args.run, args.data, method=args.method, device=device,
-                                  quiet=args.quiet, **kw)  # fmt: skip
+        gt, image_root = data_paths(args.data, args.ann, args.images)
+        results = predict_split(args.run, gt, image_root, method=args.method, device=device,
+                                quiet=args.quiet, subset=args.subset, **kw)  # fmt: skip
     coco = load_gt(gt)
-    metrics: dict[str, Any] = evaluate_keypoints(coco, results, max_dets=args.max_dets)
-    buckets = ap_by_crowding(coco, results, max_dets=args.max_dets) if args.by_crowding else None
+    ids = first_image_ids(coco, args.subset)
+    metrics: dict[str, Any] = evaluate_keypoints(coco, results, max_dets=args.max_dets,
+                                                 image_ids=ids)  # fmt: skip
+    buckets = (ap_by_crowding(coco, results, max_dets=args.max_dets, image_ids=ids)
+               if args.by_crowding else None)  # fmt: skip
     if args.json:
-        out = dict(metrics)
+        out = {**metrics, "images": len(ids)}
         if buckets is not None:
             out["by_crowding"] = buckets
         print(json.dumps(out))
     else:
-        print(format_table(metrics, title=f"COCO keypoint metrics (%), maxDets={args.max_dets}"))
+        print(format_table(metrics, title=f"COCO keypoint metrics (%), maxDets={args.max_dets}"
+                                          f", {len(ids)} image(s)"))
         if buckets is not None:
             print()
             print(format_table(buckets, title="by crowding (largest bbox IoU of two people)"))

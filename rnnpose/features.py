@@ -62,12 +62,15 @@ def file_digest(path: PathLike) -> str:
 
 
 def cache_key(
-    ae_checkpoint: PathLike, data_path: PathLike, profile: Profile, inputs: str = "features"
+    ae_checkpoint: PathLike, data_path: PathLike, profile: Profile, inputs: str = "features",
+    subset: int | None = None,
 ) -> str:
     """AE checkpoint hash + dataset path + profile digest (+ the decoder's inputs, cache
-    version)."""
+    version, and ``subset``: the first N images of the file only, a cache of its own)."""
     parts = [file_digest(ae_checkpoint), str(Path(data_path).resolve()), profile.digest(),
              str(CACHE_VERSION)] + ([inputs] if inputs != "features" else [])  # fmt: skip
+    if subset is not None:
+        parts.append(f"first{int(subset)}")
     blob = "|".join(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -171,10 +171,11 @@ def coco_results(people: list[dict[str, Any]], image_id: int) -> list[dict[str, 
 def predict_split(
     run_dir: PathLike, ann_file: PathLike, image_root: PathLike, *, method: str | None = None,
     device: str = "cpu", quiet: bool = False, checkpoint: str | None = None,
-    batch_size: int = 32, **predict_kw: Any,
+    batch_size: int = 32, subset: int | None = None, **predict_kw: Any,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """COCO results of a run on every image of a COCO-format split (an RMPP run's
-    ``checkpoint``: another weights file of the run than ``last.pt``, e.g. ``epoch_002.pt``).
+    ``checkpoint``: another weights file of the run than ``last.pt``, e.g. ``epoch_002.pt``;
+    ``subset``: its first N images by id only).
 
     RMPP at a single scale without flip takes the fast path: the frozen AE's features of the
     split are extracted once per AE run (cached beside it, as for training) and the decoder
@@ -182,7 +183,7 @@ def predict_split(
     each image's AE maps, then decodes them ``batch_size`` images at a time in lock-step
     (:meth:`Predictor.decode_maps`).
     """
-    from rnnpose.data.coco import load_coco, read_image
+    from rnnpose.data.coco import first_image_ids, load_coco, read_image
 
     predictor = Predictor(run_dir, method=method, device=device, checkpoint=checkpoint)
     if "scales" in predict_kw:
@@ -191,10 +192,10 @@ def predict_split(
              and tuple(predict_kw.get("scales", (1.0,))) == (1.0,))  # fmt: skip
     if predictor.method == "rmpp" and plain:
         return _rmpp_split(predictor, ann_file, image_root, quiet=quiet,
-                           omega=predict_kw.get("omega"))  # fmt: skip
+                           omega=predict_kw.get("omega"), subset=subset)  # fmt: skip
     coco = load_coco(ann_file)
     results: list[dict[str, Any]] = []
-    ids = sorted(coco.imgs)
+    ids = first_image_ids(coco, subset)
     if predictor.method == "rmpp":
         from rnnpose.inference import ae_maps
 
@@ -222,7 +223,7 @@ def predict_split(
 @torch.no_grad()
 def _rmpp_split(
     predictor: Predictor, ann_file: PathLike, image_root: PathLike, *, quiet: bool,
-    omega: float | None = None, batch_size: int = 32,
+    omega: float | None = None, batch_size: int = 32, subset: int | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     from rnnpose.data.coco import CocoPoseDataset
     from rnnpose.decode import decode, to_coco_results
@@ -231,8 +232,12 @@ def _rmpp_split(
     prof = predictor.train_profile
     ae_run = Path(RunDir(predictor.run_dir).read_config()["ae_run"])
     dataset = CocoPoseDataset(ann_file, image_root, prof.input_size, prof.output_size,
-                              train=False, max_people=prof.max_people)  # fmt: skip
-    key = cache_key(RunDir(ae_run).last, ann_file, predictor.profile, prof.rmpp_input)
+                              train=False, max_people=prof.max_people,
+                              subset=subset)  # fmt: skip
+    # keyed as ``train rmpp`` keys it (the AE run's profile: the features do not depend on the
+    # decoder's options), so a split trained on is not extracted again
+    ae_profile = Profile.from_dict(RunDir(ae_run).read_config()["profile"])
+    key = cache_key(RunDir(ae_run).last, ann_file, ae_profile, prof.rmpp_input, subset=subset)
     feats = extract_features(predictor.ae, dataset, batch_size=prof.ae_batch_size,
                              device=predictor.device, cache_file=ae_run / "rmpp_features" /
                              f"{key}.pt", quiet=quiet, inputs=prof.rmpp_input)  # fmt: skip

@@ -126,7 +126,7 @@ def test_cli_json_and_table(real_samples, tmp_path, capsys):
     f.write_text(json.dumps(gt_as_results(gt, shift=6.0, seed=1)))
     assert main(["eval", "--gt", str(gt), "--results", str(f), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == set(METRICS)
+    assert set(out) == {*METRICS, "images"} and out["images"] == 4
     assert out["AP"] == pytest.approx(evaluate_keypoints(gt, f)["AP"])
     assert main(["eval", "--gt", str(gt), "--results", str(f), "--by-crowding"]) == 0
     text = capsys.readouterr().out
@@ -134,6 +134,24 @@ def test_cli_json_and_table(real_samples, tmp_path, capsys):
     f.write_text(json.dumps([dict(gt_as_results(gt)[0], image_id=5)]))
     assert main(["eval", "--gt", str(gt), "--results", str(f)]) == 2
     assert "not in the ground truth: 5" in capsys.readouterr().err
+
+
+def test_cli_subset_scores_the_first_images_only(real_samples, tmp_path, capsys):
+    """``--subset 1``: only the first image by id is scored (its results exact, the others'
+    far off), also per crowding bucket."""
+    gt = real_samples / FILES[1]
+    exact, shifted = gt_as_results(gt), gt_as_results(gt, shift=40.0, seed=2)
+    f = tmp_path / "res.json"
+    f.write_text(json.dumps([r for r in exact if r["image_id"] == 1]
+                            + [r for r in shifted if r["image_id"] != 1]))  # fmt: skip
+    argv = ["eval", "--gt", str(gt), "--results", str(f), "--json", "--by-crowding"]
+    assert main(argv) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--subset", "1"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (whole["images"], first["images"]) == (3, 1)
+    assert first["AP"] == pytest.approx(100.0) and whole["AP"] < 60.0
+    assert [r["n_images"] for r in first["by_crowding"]] == [1, 0, 0]
 
 
 NON_FINITE = [("keypoints", float("nan")), ("keypoints", float("inf")), ("score", float("nan")),

@@ -11,6 +11,7 @@ from torch import nn
 from rnnpose.checkpoint import save_checkpoint
 from rnnpose.cli import main
 from rnnpose.config import get_profile
+from rnnpose.data.coco import read_image
 from rnnpose.decode import decode
 from rnnpose.features import (
     ChannelStats,
@@ -275,16 +276,18 @@ def test_ablation_switches_reach_the_model_and_the_step(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "batched_step", capture)
     fs = synthetic_features([1, 2])
     opts = {"epochs": 1, "batch_size": 2, "T": 3, "sgd": "exact", "loop": 3, "omega": 0.4,
-            "ordering": "inverse", "loss_config": "bb'", "lstm2_depth": 3}  # fmt: skip
+            "ordering": "inverse", "loss_config": "bb'", "lstm2_depth": 3,
+            "max_iterations": 4}  # fmt: skip
     out = fit_rmpp(fs, PROF, tmp_path / "a", options=opts, quiet=True)
     model, cfg = seen[0]
     assert (cfg.T, cfg.sgd, cfg.ordering, cfg.loss_config, cfg.omega) == (
         3, "exact", "inverse", "bb'", 0.4)  # fmt: skip
-    assert cfg.max_iterations == PROF.max_iterations
+    assert cfg.max_iterations == 4 != PROF.max_iterations
     assert model.lstm1.passes == 3 and len(model.lstm2.lstm.cells) == 3
     loaded, _, prof, options = load_rmpp(out, with_ae=False)
     assert loaded.lstm1.passes == 3 and len(loaded.lstm2.lstm.cells) == 3
     assert (prof.T, prof.loop, prof.omega, prof.lstm2_depth) == (3, 3, 0.4, 3)
+    assert prof.max_iterations == 4 and options["max_iterations"] == 4
     assert (options["sgd"], options["ordering"], options["loss_config"]) == ("exact", "inverse",
                                                                             "bb'")  # fmt: skip
     seen.clear()
@@ -307,3 +310,61 @@ def test_resume_key_fills_profile_fields_added_since():
     changed = {**new, "profile": {**new["profile"], "rmpp_ablation_eval": 7}}
     with pytest.raises(DataError, match="different 'profile'"):
         _check_resume({"config": old}, changed, Path("last.pt"))
+
+
+def test_resume_key_fills_options_added_since():
+    """A run whose options predate ``subset`` and ``max_iterations`` resumes with them at their
+    defaults, and is refused when one of them is set."""
+    from rnnpose.train.rmpp import DEFAULT_OPTIONS, _check_resume
+
+    prof = get_profile("tiny").to_dict()
+    new = {"method": "rmpp", "profile": prof, "options": dict(DEFAULT_OPTIONS), "seed": 0}
+    old_opts = {k: v for k, v in DEFAULT_OPTIONS.items() if k not in ("subset", "max_iterations")}
+    old = {**new, "options": old_opts}
+    _check_resume({"config": old}, new, Path("last.pt"))
+    for key in ("subset", "max_iterations"):
+        with pytest.raises(DataError, match="different 'options'"):
+            _check_resume({"config": old}, {**new, "options": {**DEFAULT_OPTIONS, key: 2}},
+                          Path("last.pt"))  # fmt: skip
+
+
+def test_subset_and_max_iterations_through_train_eval_and_predict(tmp_path, tiny_synth, capsys):
+    """``train rmpp --subset 5 --max-iterations 2``: features (and their statistics) of the
+    first 5 images by id only, training on them, the cap recorded and obeyed when the run
+    decodes; ``eval --subset 3`` predicts and scores the first 3 images only (features of
+    their own), ``eval --subset 5`` reads the training run's features back."""
+    from rnnpose.data.coco import load_coco
+    from rnnpose.predict import Predictor
+
+    prof = get_profile("tiny")
+    torch.manual_seed(0)
+    ae_run = RunDir(tmp_path / "ae")
+    ae_run.path.mkdir()
+    cfg = {"method": "ae", "profile": prof.to_dict(), "seed": 0, "bn": True}
+    ae_run.write_config(cfg)
+    save_checkpoint(ae_run.last, model=PoseNet(prof), config=cfg, epoch=1, step=1)
+    out = tmp_path / "rmpp"
+    assert main(["train", "rmpp", "--ae", str(ae_run.path), "--data", str(tiny_synth),
+                 "--out", str(out), "--epochs", "1", "--batch-size", "5", "--subset", "5",
+                 "--max-iterations", "2", "--quiet", "--device", "cpu"]) == 0  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["profile"]["max_iterations"] == 2
+    assert (config["options"]["subset"], config["options"]["max_iterations"]) == (5, 2)
+    ids = sorted(load_coco(tiny_synth / "annotations.json").imgs)
+    feats = load_feature_set(config["features"])
+    assert feats.image_ids == ids[:5] and len(ids) > 5
+    assert json.loads((out / "log.jsonl").read_text())["step"] == 1  # one batch of 5
+    predictor = Predictor(out, device="cpu")
+    image = read_image(tiny_synth / "images" / "000000.png")
+    decoded = predictor.predict(image, omega=1e-6).decoded  # omega ~0: only the cap stops it
+    assert len(decoded["p"]) == 2
+    capsys.readouterr()
+    assert main(["eval", "--run", str(out), "--data", str(tiny_synth), "--subset", "3",
+                 "--json", "--quiet", "--device", "cpu"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["images"] == 3
+    caches = sorted((ae_run.path / "rmpp_features").glob("*.pt"))
+    assert len(caches) == 2  # the first 5 (training) and the first 3 (eval): one file each
+    assert sorted(len(load_feature_set(c)) for c in caches) == [3, 5]
+    assert main(["eval", "--run", str(out), "--data", str(tiny_synth), "--subset", "5",
+                 "--quiet", "--device", "cpu"]) == 0  # fmt: skip
+    assert sorted((ae_run.path / "rmpp_features").glob("*.pt")) == caches  # training's, reused

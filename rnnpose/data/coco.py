@@ -207,6 +207,14 @@ def ignore_mask(coco: COCO, anns: list[dict], height: int, width: int) -> np.nda
     return (~m).astype(np.uint8)
 
 
+def first_image_ids(coco: COCO, subset: int | None = None) -> list[int]:
+    """The image ids of ``coco`` in increasing order; only the first ``subset`` if given (the
+    ``--subset`` of ``train rmpp`` and ``eval``: a smaller data set, the same by every
+    command)."""
+    ids = sorted(coco.imgs)
+    return ids if subset is None else ids[: int(subset)]
+
+
 class CocoPoseDataset(torch.utils.data.Dataset):
     """Samples of a COCO-format keypoint file (see module docstring and the contract).
 
@@ -215,6 +223,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
     (0, 0)), ``mask`` [M,M], ``image_id``, ``affine`` (2x3, original -> input), ``orig_size``.
     With ``train`` a seeded random scale, rotation, shift and flip (joints swapped with
     FLIP_INDEX) are applied; the randomness depends on (seed, epoch, index) only.
+    ``subset``: only the first ``subset`` images of the file by id (``--subset``).
     """
 
     def __init__(
@@ -226,6 +235,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         train: bool = False,
         seed: int = 0,
         max_people: int = 30,
+        subset: int | None = None,
     ):
         self.ann_file = Path(ann_file)
         self.image_root = Path(image_root)
@@ -238,7 +248,7 @@ class CocoPoseDataset(torch.utils.data.Dataset):
         self.max_people = int(max_people)
         self.epoch = 0
         self.coco = load_coco(self.ann_file)
-        self.image_ids: list[int] = sorted(self.coco.imgs)
+        self.image_ids: list[int] = first_image_ids(self.coco, subset)
         if not self.image_ids:
             raise DataError(f"{self.ann_file}: empty dataset (zero images)")
         if not self.image_root.is_dir():

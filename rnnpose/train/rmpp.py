@@ -58,19 +58,25 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "batch_size": None,  # images in lock-step (profile.rmpp_batch_size)
     "epochs": None,  # total epochs (profile.rmpp_epochs)
     "max_images": None,  # train on the first N images only (the ablation budget)
+    # the first N images (by id) of the annotation file as the data set: its features, their
+    # statistics (FeatureNorm) and the training (max_images keeps the whole file's statistics)
+    "subset": None,
+    "max_iterations": None,  # decoder iterations per image, training and decoding
     "init": None,  # a run folder whose weights start this run (same names and shapes)
 }
 
 
 #: the least value of each integer option (checked with the others by :func:`check_options`)
 OPTION_LEAST: dict[str, int] = {"T": 1, "loop": 0, "lstm2_depth": 1, "batch_size": 1,
-                                "epochs": 1, "max_images": 1}  # fmt: skip
+                                "epochs": 1, "max_images": 1, "subset": 1,
+                                "max_iterations": 1}  # fmt: skip
 
 
 def apply_options(profile: Profile, options: dict[str, Any]) -> Profile:
     """The profile with the options that change model or schedule sizes applied."""
     fields = {"T": "T", "loop": "loop", "omega": "omega", "lstm2_depth": "lstm2_depth",
-              "batch_size": "rmpp_batch_size", "epochs": "rmpp_epochs"}  # fmt: skip
+              "batch_size": "rmpp_batch_size", "epochs": "rmpp_epochs",
+              "max_iterations": "max_iterations"}  # fmt: skip
     return profile.replace(
         **{f: options[o] for o, f in fields.items() if options.get(o) is not None}
     )
@@ -137,7 +143,9 @@ def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError, KeyError):
         pass  # compared as written
     prof = {k: v for k, v in prof.items() if k != "rmpp_epochs"}
-    opts = {k: v for k, v in (config.get("options") or {}).items() if k != "epochs"}
+    # an option added since the run started is compared at its default
+    opts = {k: v for k, v in {**DEFAULT_OPTIONS, **(config.get("options") or {})}.items()
+            if k != "epochs"}  # fmt: skip
     return {"method": config.get("method"), "profile": prof, "options": opts,
             "seed": config.get("seed")}  # fmt: skip
 
@@ -330,9 +338,11 @@ def train_rmpp(
         RunDir(opts["init"]).read_config()
     ann_file, image_root = data_paths(data_dir, ann_file, image_root)
     dataset = CocoPoseDataset(ann_file, image_root, prof.input_size, prof.output_size,
-                              train=False, max_people=prof.max_people)  # fmt: skip
+                              train=False, max_people=prof.max_people,
+                              subset=opts["subset"])  # fmt: skip
     dataset.verify_images()
-    key = cache_key(RunDir(ae_run).last, ann_file, ae_profile, prof.rmpp_input)
+    key = cache_key(RunDir(ae_run).last, ann_file, ae_profile, prof.rmpp_input,
+                    subset=opts["subset"])  # fmt: skip
     cache = Path(ae_run) / "rmpp_features" / f"{key}.pt"
     if payload is not None:  # the decoder continues on the features it started on
         _check_resume_features(payload["config"], Path(ae_run), cache, run.last)
@@ -406,7 +416,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=cli_types.integer(OPTION_LEAST["epochs"]),
                         help="total epochs (default: the profile's)")  # fmt: skip
     parser.add_argument("--max-images", type=cli_types.integer(OPTION_LEAST["max_images"]),
-                        help="train on the first N images only")  # fmt: skip
+                        metavar="N", help="train on the first N images of the feature set "
+                        "only; the features and their statistics still cover the whole "
+                        "file (the ablation budget)")  # fmt: skip
+    parser.add_argument("--subset", type=cli_types.integer(OPTION_LEAST["subset"]),
+                        metavar="N", help="use only the first N images (by id) of the "
+                        "annotation file: the AE features are computed for those alone "
+                        "(cost and memory), their statistics and the training too")  # fmt: skip
+    parser.add_argument("--max-iterations",
+                        type=cli_types.integer(OPTION_LEAST["max_iterations"]), metavar="N",
+                        help="most decoder iterations (people) per image, in training and "
+                        "in every later eval/predict of the run (default: the profile's, "
+                        "paper 30); recorded in the run's config.json")  # fmt: skip
     parser.add_argument("--init", type=cli_types.run_folder,
                         help="start from the weights of this RMPP run (warm start)")  # fmt: skip
     parser.add_argument("--seed", type=cli_types.seed, default=0)
@@ -425,7 +446,8 @@ def run(args: argparse.Namespace) -> int:
                "loss_config": args.loss_config, "omega": args.omega,
                "lstm2_depth": args.lstm2_depth, "use_lstm2": not args.no_lstm2,
                "batch_size": args.batch_size, "epochs": args.epochs,
-               "max_images": args.max_images, "init": args.init}  # fmt: skip
+               "max_images": args.max_images, "init": args.init, "subset": args.subset,
+               "max_iterations": args.max_iterations}  # fmt: skip
     try:
         out = train_rmpp(args.profile, args.ae, args.data, args.out, resume=args.resume,
                          seed=args.seed, quiet=args.quiet, device=args.device,
