@@ -52,8 +52,8 @@ CHILD = textwrap.dedent("""
     from rnnpose.config import get_profile
     from rnnpose.experiments import Experiment
     torch.set_num_threads(1)
-    prof = get_profile("tiny").replace(name="tinylong", rmpp_epochs=3, rmpp_batch_size=2,
-                                       rmpp_procs=2, rmpp_curve=True, ae_from="tiny")
+    prof = get_profile("tiny").replace(name="tinylong", n_train=16, rmpp_epochs=2,
+                                       rmpp_batch_size=2, rmpp_procs=2, rmpp_curve=True)
     Experiment(prof, artifacts=sys.argv[1], quiet=True).rmpp()
 """)
 
@@ -62,17 +62,32 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "last.pt", weights_only=True)["model"]
 
 
+def test_a_profile_with_ae_from_uses_that_presets_ae_run(tmp_path, monkeypatch):
+    """The long build trains no AE of its own: ``ae_from`` names the cpu build's cache entry
+    (here: a tiny-derived profile and the tiny preset's; the training itself is stubbed)."""
+    import rnnpose.train.ae as train_ae
+
+    trained = []
+    monkeypatch.setattr(train_ae, "train_ae", lambda prof, *a, **k: trained.append(prof.name))
+    longer = get_profile("tiny").replace(name="tinylong", rmpp_epochs=8, ae_from="tiny")
+    ae = Experiment(longer, artifacts=tmp_path, quiet=True).ae()
+    assert ae.name.startswith("ae-tiny-") and trained == ["tiny"]
+    assert Experiment("tiny", artifacts=tmp_path, quiet=True).ae() == ae
+    assert trained == ["tiny"]  # the second asks find the first's run
+    own = Experiment(get_profile("tiny").replace(name="tinylong"), artifacts=tmp_path).ae()
+    assert own != ae and trained == ["tiny", "tinylong"]
+
+
 def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     """A main run of a tiny `long`-like profile (batch 2 shared by two one-thread processes,
-    as the long build trains) killed once its first epoch is checkpointed, then asked for
-    again, ends with the weights and the per-epoch curve of a run never interrupted."""
-    prof = get_profile("tiny").replace(name="tinylong", rmpp_epochs=3, rmpp_batch_size=2,
-                                       rmpp_procs=2, rmpp_curve=True, ae_from="tiny")  # fmt: skip
+    as the long build trains, evaluated after every epoch) killed once its first epoch is
+    checkpointed, then asked for again, ends with the weights and the per-epoch curve of a
+    run never interrupted."""
+    prof = get_profile("tiny").replace(name="tinylong", n_train=16, rmpp_epochs=2,
+                                       rmpp_batch_size=2, rmpp_procs=2,
+                                       rmpp_curve=True)  # fmt: skip
     art = tmp_path / "artifacts"
     exp = Experiment(prof, artifacts=art, quiet=True)
-    ae = exp.ae()
-    assert ae == Experiment("tiny", artifacts=art, quiet=True).ae()  # one AE serves both
-    assert ae.name.startswith("ae-tiny-")
     first = exp.rmpp()
     whole = first.rename(tmp_path / "uninterrupted")  # the same run, never interrupted, aside
 
@@ -88,16 +103,18 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     child.wait()
     (run,) = (art / "runs").glob("rmpp-tinylong-*")
     assert run == first
-    assert not (run / "done.json").exists() and not (run / "epoch_003.pt").exists()
+    assert not (run / "done.json").exists() and not (run / "epoch_002.pt").exists()
 
-    assert exp.rmpp() == run  # asked for again: resumed from its checkpoint
+    kept = (run / "epoch_001.pt").stat().st_ino
+    assert exp.rmpp() == run  # asked for again: resumed from its checkpoint,
+    assert (run / "epoch_001.pt").stat().st_ino == kept  # not trained again from the start
     wa, wb = _weights(run), _weights(whole)
     assert wa.keys() == wb.keys()
     for name in wa:
         assert torch.equal(wa[name], wb[name]), name
     curve = exp.curve(run, splits=["sparse"])
-    assert list(curve["epoch"]) == [1, 2, 3]
-    assert list(curve["step"]) == [24, 48, 72]  # 48 images, batch 2
+    assert list(curve["epoch"]) == [1, 2]
+    assert list(curve["step"]) == [8, 16]  # 16 images, batch 2
     assert curve.equals(exp.curve(whole, splits=["sparse"]))
 
 
