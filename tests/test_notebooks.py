@@ -138,7 +138,7 @@ def test_the_book_shows_the_injected_parameters_not_the_defaults():
 # output is prose (the chapter head, the glued headline) runs hidden (remove-input, issue 23).
 MUST_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b")
 MAY_FOLD = re.compile(r"\bFigure\(|\bipywidgets\b|\bpd\.(DataFrame|concat)\(|\btables\.\w+\("
-                      r"|_figure\(|\bplot_\w+\(|\bsetting_tables\(")
+                      r"|_figure\(|\bplot_\w+\(|\bsetting_tables\(|\bcurves\.plot\(")
 MAY_HIDE = re.compile(r"^chapter_head\(\)$|\bMarkdown\((curves\.)?headline\(")
 HIDING = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
 
