@@ -33,7 +33,7 @@ SOURCES: tuple[str, ...] = ("paper", "published", "this build")
 
 #: Why a source column can be empty (the note line names it).
 WHY_EMPTY = {
-    "published": "no published GPU run yet (`book/published/`)",
+    "published": "no published run yet (the long CPU build or a CUDA build, `book/published/`)",
 }
 
 

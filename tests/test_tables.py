@@ -33,7 +33,7 @@ def test_comparison_drops_the_empty_published_column_and_says_why():
                                      ("occluded (OC-val)", "this build")]  # fmt: skip
     assert t.frame.loc["0", ("sparse (COCO)", "paper")] == "54.6"  # the paper's loop-0 COCO AP
     assert t.frame.loc["3", ("occluded (OC-val)", "this build")] == "–"  # a missing value
-    assert "published" in t.note and "no published GPU run" in t.note
+    assert "published" in t.note and "no published run yet" in t.note
     html = t._repr_html_()
     assert "NaN" not in html and "nan" not in html
     assert html.startswith('<p class="rnnpose-note">No <em>published</em> columns')
