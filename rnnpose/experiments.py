@@ -228,11 +228,9 @@ class Experiment:
         if config["method"] != "ae":
             raise DataError(f"{run.config_path}: not an AE run (method {config['method']!r})")
         given = config.get("profile")
-        if not isinstance(given, dict) or ae_fields({**self.ae_profile.to_dict(), **given}) != (
-            ae_fields(self.ae_profile.to_dict())
-        ):
-            name = (config.get("profile") or {}).get("name") if isinstance(
-                config.get("profile"), dict) else None  # fmt: skip
+        want = self.ae_profile.to_dict()
+        if not isinstance(given, dict) or ae_fields({**want, **given}) != ae_fields(want):
+            name = given.get("name") if isinstance(given, dict) else None
             raise DataError(f"{run.config_path}: field 'profile' ({name!r}) is not this "
                             f"experiment's profile {self.profile.name!r}")  # fmt: skip
         if not run.last.is_file():
@@ -301,7 +299,7 @@ class Experiment:
         splits = list(splits or ((["val"] if self.data_root is None else []) + self.eval_splits))
         log = RunDir(run).read_log()
         if not log:
-            raise DataError(f"{run}: no training log (train.log.jsonl) to draw a curve from")
+            raise DataError(f"{run}: no training log (log.jsonl) to draw a curve from")
         last = log[-1]["epoch"]
         rows = []
         for rec in log:
