@@ -34,9 +34,10 @@ $(VENV)/.lab: pyproject.toml $(VENV)/.torch
 setup: $(VENV)/.dev
 
 # two pytest workers (pytest-xdist): the tests run one torch thread each, so two share the
-# 2 cores the suite is sized for; PYTEST_ARGS="-n 0" runs them in one process
+# 2 cores the suite is sized for; a module marked xdist_group (the notebooks) stays on one
+# worker; PYTEST_ARGS="-n 0" runs them in one process
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -147,3 +147,13 @@ def main_comparison_figure(ap: pd.DataFrame, spread: float, *,
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def made_on(fig: Figure, machine: str) -> Figure:
+    """Write the machine whose numbers ``fig`` shows under its lower right corner (issue 22:
+    the same commit trains to weights a few AP apart on another CPU model, so a figure is only
+    comparable with figures made on the same one). The text lies below the axes; the inline
+    backend's tight bounding box takes it into the image."""
+    fig.text(0.995, -0.01, machine, ha="right", va="top", fontsize=7, color="0.35")
+    return fig
+

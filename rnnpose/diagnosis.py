@@ -305,3 +305,10 @@ def cpu_models(runs: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
     """The CPU models the records were made on (each figure of chapter 10 names them: the same
     commit trains to other weights on another CPU model)."""
     return sorted({str(r.get("cpu") or "unknown CPU") for r in runs.values()})
+
+
+def spread_machine(setting: str = MAIN_SETTING, folder: PathLike = RESULTS) -> str:
+    """Where :func:`seed_spread` was measured: ``"N seeds of SETTING on CPU"``, for the
+    figures and tables that judge against it (chapter 9's bars were maybe made elsewhere)."""
+    runs = {k: r for k, r in load_runs(folder).items() if k[0] == setting}
+    return f"{len(runs)} seeds of {setting} on {', '.join(cpu_models(runs))}"

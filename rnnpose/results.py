@@ -222,6 +222,11 @@ class Snapshot:
         profile = (self.header.get("profile") or {}).get("name", "?")
         return f"published ({profile} {str(self.header.get('device', '?')).upper()} build)"
 
+    @property
+    def machine(self) -> str:
+        """The device that made the snapshot: its GPU, else "CPU (<model>)"."""
+        return self.header.get("gpu") or f"CPU ({self.header.get('cpu') or 'model not recorded'})"
+
     def budget(self) -> str:
         """The decoder's budget of the snapshot's main run, from its profile."""
         prof = self.header.get("profile") or {}
@@ -262,9 +267,9 @@ def describe(snapshot: Snapshot | None, training_code: str) -> str:
                 "book/published` makes the long CPU build's snapshot (about 4 hours on 2 cores); "
                 "`--profile gpu --device cuda` a CUDA build's.")
     h = snapshot.header
-    machine = h.get("gpu") or f"CPU ({h.get('cpu') or 'model not recorded'})"
     text = (f"Published column: {snapshot.label[11:-1]}, profile "
-            f"`{h.get('profile', {}).get('name', '?')}` ({snapshot.budget()}) on {machine}, "
+            f"`{h.get('profile', {}).get('name', '?')}` ({snapshot.budget()}) on "
+            f"{snapshot.machine}, "
             f"commit `{str(h.get('commit', '?'))[:12]}`, {h.get('created', '?')}, "
             f"{h.get('total_seconds', 0) / 60:.1f} min in all.")
     if snapshot.stale(training_code):

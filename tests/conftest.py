@@ -19,10 +19,22 @@ def real_samples() -> Path:
     return root
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread per test process, and for the processes it starts (notebook
+    kernels, torchrun workers, CLI children): ``make test`` runs two workers on 2 cores, and
+    two threads each would only spin against each other on the suite's tiny tensors."""
+    import os
+
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def one_thread():
-    """Tiny ops run much faster with one intra-op thread on a busy 2-core machine; modules
-    opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")`` (restored after)."""
+    """One intra-op thread for this test, restored after (the session already runs one, see
+    ``pytest_configure``; a test that raises it must not leak more into the next)."""
     import torch
 
     before = torch.get_num_threads()

@@ -20,6 +20,10 @@ from rnnpose.book import (
 
 NOTEBOOKS = notebook_paths()
 
+# one pytest-xdist worker runs this module (``make test``: ``--dist loadgroup``), so the tiny
+# AE in the shared cache is trained once and one kernel serves every notebook
+pytestmark = pytest.mark.xdist_group("notebooks")
+
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):

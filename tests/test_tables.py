@@ -124,6 +124,41 @@ def test_main_comparison_figure_has_the_spread_as_error_bars():
     assert [round(s[1][1] - s[0][1], 1) for s in lines] == [3.4, 3.4]  # +-1.7
 
 
+def test_made_on_writes_the_machine_into_the_saved_image(tmp_path):
+    """The machine's line lies below the axes and still lands in the image the inline backend
+    saves (a tight bounding box): the figure grows downwards to hold it."""
+    import io
+
+    from PIL import Image
+
+    def png_height(fig) -> int:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight", dpi=50)
+        return Image.open(buf).size[1]
+
+    ap = pd.DataFrame({"sparse": {"AE, SS": 20.0, "Ours, SS": 11.0}})
+    plain = png_height(charts.main_comparison_figure(ap, 1.7))
+    fig = charts.made_on(charts.main_comparison_figure(ap, 1.7), "this build: AMD EPYC")
+    assert [t.get_text() for t in fig.texts] == ["this build: AMD EPYC"]
+    assert fig.texts[0].get_position()[1] < 0  # under the axes, not over them
+    assert png_height(fig) > plain
+
+
+@pytest.mark.parametrize("name", ["09_results", "10_diagnosis"])
+def test_every_figure_of_chapters_9_and_10_names_its_machine(name):
+    """Issue 22: results differ by CPU model, so each figure of the results chapters says
+    where its numbers were made (``charts.made_on``)."""
+    from rnnpose.book import NOTEBOOKS
+
+    cells = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]
+    drawn = [src for src in ("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+             if any(k in src for k in ("_figure(", "plot_", "curves.plot(", "Figure("))
+             and "prediction_figure(" not in src]  # fmt: skip
+    assert len(drawn) >= 3
+    for src in drawn:
+        assert "made_on(" in src, src.splitlines()[0]
+
+
 def test_headline_from_the_numbers():
     ap = pd.DataFrame({"sparse": {"AE, SS": 20.0, "Ours, SS": 11.1},
                        "occluded": {"AE, SS": 16.4, "Ours, SS": 10.0}})  # fmt: skip
