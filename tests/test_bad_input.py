@@ -394,9 +394,10 @@ def bad(crowd_runs, crowd_data, tmp_path_factory) -> dict[str, Path]:
     payload["config"]["features"] = str(Path(payload["config"]["features"]).parent
                                         / "0123456789abcdef.pt")  # fmt: skip
     torch.save(payload, root / "other_features" / "last.pt")
-    for name, area in (("area_neg.json", -5.0), ("area_zero.json", 0)):
+    for name, field, value in (("area_neg.json", "area", -5.0), ("area_zero.json", "area", 0),
+                               ("crowd_true.json", "iscrowd", True)):  # fmt: skip
         doc = json.loads(json.dumps(gt))
-        doc["annotations"][0]["area"] = area
+        doc["annotations"][0][field] = value
         (root / name).write_text(json.dumps(doc))
     results("id_true.json", lambda r: r.__setitem__("image_id", True))
     results("id_string.json", lambda r: r.__setitem__("image_id", "1"))
@@ -661,6 +662,8 @@ FUZZ: list[tuple[str, list[str], str, str]] = [
      "eval", "field 'area' must be > 0 for a person with keypoints, got -5.0"),
     ("eval-gt-area-zero", _with(_EVAL, "--gt", "{root}/area_zero.json"),
      "eval", "field 'area' must be > 0 for a person with keypoints, got 0"),
+    ("eval-gt-iscrowd-bool", _with(_EVAL, "--gt", "{root}/crowd_true.json"),
+     "eval", "field 'iscrowd' must be 0 or 1, got True"),
     # 6. results: bools are not numbers, a string id is named as one, nested keypoints refused
     ("eval-image-id-true", _with(_EVAL, "--results", "{root}/id_true.json"),
      "eval", "result #0: 'image_id' must be an integer, got a boolean (True)"),

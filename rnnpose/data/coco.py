@@ -107,6 +107,9 @@ def validate_coco(
             raise DataError(f"{where}: field 'keypoints' holds a non-number")
         if any(v not in (0, 1, 2) for v in kp[2::3]):
             raise DataError(f"{where}: field 'keypoints' has a visibility flag outside 0, 1, 2")
+        crowd = ann.setdefault("iscrowd", 0)
+        if not isinstance(crowd, int) or isinstance(crowd, bool) or crowd not in (0, 1):
+            raise DataError(f"{where}: field 'iscrowd' must be 0 or 1, got {crowd!r}")
         if need_area:
             if not _is_number(ann["area"]):
                 raise DataError(f"{where}: field 'area' must be a number")
@@ -117,7 +120,6 @@ def validate_coco(
             bb = ann["bbox"]
             if not isinstance(bb, list) or len(bb) != 4 or not all(_is_number(x) for x in bb):
                 raise DataError(f"{where}: field 'bbox' must be 4 numbers [x, y, w, h]")
-        ann.setdefault("iscrowd", 0)
         ann.setdefault("category_id", 1)
         ann.setdefault("num_keypoints", int(sum(1 for v in kp[2::3] if v > 0)))
     if not data.get("categories"):
