@@ -313,10 +313,15 @@ GLUE_PREFIX = "application/papermill.record/"
 
 def glue_markdown(name: str, text: str) -> None:
     """Store ``text`` (Markdown) in the notebook under ``name`` for other pages of the book
-    to paste (myst-nb's ``{glue:any}`` with ``:doc:``), without showing it here; the same
-    output format as ``myst_nb.glue(name, Markdown(text), display=False)``, so the kernel
-    needs no myst-nb."""
+    to paste (myst-nb's ``{glue:any}`` with ``:doc:``), without showing it here; the output
+    format of ``myst_nb.glue(name, Markdown(text), display=False)`` plus its HTML, so the
+    kernel needs no myst-nb and the other page shows it formatted."""
     from IPython.display import display
+    from markdown_it import MarkdownIt
 
-    display({GLUE_PREFIX + "text/markdown": text, GLUE_PREFIX + "text/plain": text}, raw=True,
-            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+    # myst-nb pastes into another page (``:doc:``) only text/html, images or text/plain (as a
+    # code block): the HTML rendering is what a reader of that page sees
+    display({GLUE_PREFIX + "text/markdown": text,
+             GLUE_PREFIX + "text/html": MarkdownIt("commonmark").render(text),
+             GLUE_PREFIX + "text/plain": text}, raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})  # fmt: skip

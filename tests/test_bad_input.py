@@ -26,7 +26,8 @@ from rnnpose.train import rmpp as train_rmpp_module
 CROWD = 30
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# one xdist worker holds the module (``--dist loadgroup``): its module fixtures train once
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("bad_input")]
 
 
 def one_error_line(capsys, *needles: str) -> str:

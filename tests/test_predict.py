@@ -18,7 +18,8 @@ from rnnpose.predict import Predictor, coco_results, collect_images, predict_run
 from rnnpose.train.ae import train_ae
 from rnnpose.train.rmpp import train_rmpp
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# one xdist worker holds the module (``--dist loadgroup``): its module fixtures train once
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("predict")]
 
 
 @pytest.fixture(scope="module")

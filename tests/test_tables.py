@@ -197,7 +197,10 @@ def test_glue_markdown_is_myst_nb_glue(capsys):
     shell.display_pub.publish = lambda data, metadata=None, **kw: seen.append((data, metadata))
     from rnnpose.results import GLUE_PREFIX, glue_markdown
 
-    glue_markdown("headline", "**x**")
+    glue_markdown("headline", "**x** from `y`:\n\n* one")
     data, meta = seen[-1]
-    assert data == {GLUE_PREFIX + "text/markdown": "**x**", GLUE_PREFIX + "text/plain": "**x**"}
+    text = "**x** from `y`:\n\n* one"
+    assert data == {GLUE_PREFIX + "text/markdown": text, GLUE_PREFIX + "text/plain": text,
+                    GLUE_PREFIX + "text/html": "<p><strong>x</strong> from <code>y</code>:</p>\n"
+                                               "<ul>\n<li>one</li>\n</ul>\n"}  # fmt: skip
     assert meta == {"scrapbook": {"name": "headline", "mime_prefix": GLUE_PREFIX}}

@@ -15,7 +15,8 @@ Two checks, each saving PNG screenshots:
     ``_toc.yml``) in a 1300 x 900 window and fails when a table is wider than its container
     (its ``scrollWidth`` exceeds the container's ``clientWidth``: a horizontal scrollbar or a
     cut-off column), when the page itself scrolls sideways, or when "NaN" shows anywhere on
-    the page (folded cells opened first). On every executed chapter it also checks that the
+    the page (folded cells opened first), or when Markdown shows raw outside the code cells
+    (``**Bold``: a glued paste rendered as a code block). On every executed chapter it also checks that the
     parameters show once (papermill's injected cell, the values the chapter ran with) and that
     some code is folded behind a click. ``--shots DIR`` saves a screenshot of the top of each
     page (``--full-page``: the whole page).
@@ -242,6 +243,11 @@ TABLE_WIDTHS = """() => [...document.querySelectorAll('main table')].map((t, k) 
 })"""
 
 
+#: The page's text without the notebooks' code cells (where ``**kwargs`` is Python).
+PROSE = """() => { const m = document.querySelector('main').cloneNode(true);
+  m.querySelectorAll('.cell_input').forEach(e => e.remove()); return m.innerText; }"""
+
+
 def book_pages(html: Path, toc: Path) -> list[Path]:
     """The pages of ``_toc.yml`` (root first) as built HTML files."""
     import yaml
@@ -270,6 +276,11 @@ def check_page(page, path: Path) -> list[str]:
     nan = [m.group(0) for m in re.finditer(r".{0,30}\bNaN\b.{0,30}", text)]
     if nan:
         problems.append(f"{len(nan)} visible NaN, e.g. {nan[0]!r}")
+    # Markdown that was pasted as text (a glue rendered as a code block): bold markers show
+    prose = page.evaluate(PROSE)
+    raw = [m.group(0) for m in re.finditer(r".{0,20}\*\*[A-Z][a-z].{0,30}", prose)]
+    if raw:
+        problems.append(f"raw Markdown shows ({len(raw)}x), e.g. {raw[0]!r}")
     if "/executed/" in path.as_posix():
         shown = [t for t in page.locator(".cell_input").all_inner_texts()
                  if re.search(r"^profile = ", t, re.M)]  # fmt: skip
@@ -301,7 +312,7 @@ def book_check(args: argparse.Namespace) -> None:
             for p in problems:
                 print(f"[fail] {name}: {p}", flush=True)
             if not problems:
-                print(f"[ok] {name}: tables fit, no NaN", flush=True)
+                print(f"[ok] {name}: tables fit, no NaN, no raw Markdown", flush=True)
             failures += [f"{name}: {p}" for p in problems]
     check(not failures, "every page passes" if not failures else
           f"{len(failures)} failure(s) on {len({f.split(':')[0] for f in failures})} page(s)")
