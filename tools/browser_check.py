@@ -18,8 +18,8 @@ Two checks, each saving PNG screenshots:
     the page (folded cells opened first), or when Markdown shows raw outside the code cells
     (``**Bold``: a glued paste rendered as a code block). On every executed chapter it also
     checks that the parameters show once (papermill's injected cell, the values the chapter
-    ran with) and that some code is folded behind a click. ``--shots DIR`` saves a screenshot of the top of each
-    page (``--full-page``: the whole page).
+    ran with) and that some code is folded behind a click. ``--shots DIR`` saves a screenshot
+    of the top of each page (``--full-page``: the whole page).
 
 Needs Playwright's Python package and a Chromium on disk, never a downloaded browser (do not
 run ``playwright install``)::
