@@ -15,8 +15,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# --no-compile: no bytecode for torch's thousands of modules up front (what is imported is
+# compiled on first use)
 $(VENV)/.torch: | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --no-compile torch==2.13.0
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.torch

@@ -37,10 +37,18 @@ class NotebookFailed(RuntimeError):
     """A notebook raised during execution; the message names the notebook and the cell."""
 
 
+#: Files the chapters read besides the package: the diagnosis records (chapters 9 and 10) and
+#: the published snapshot (every chapter head). A new record re-executes the chapters.
+READ_BY_CHAPTERS = ("experiments/results/*.json", "book/published/*.json")
+
+
 def code_version() -> str:
-    """Hash of the package source: part of every cache key (results and executed notebooks)."""
+    """Hash of the package source and of the files the chapters read
+    (:data:`READ_BY_CHAPTERS`): part of every executed notebook's cache key, so a cached
+    rebuild never shows a chapter computed from older records."""
     h = hashlib.sha256()
-    for path in sorted((ROOT / "rnnpose").rglob("*.py")):
+    read = [p for pattern in READ_BY_CHAPTERS for p in sorted(ROOT.glob(pattern))]
+    for path in sorted((ROOT / "rnnpose").rglob("*.py")) + read:
         h.update(path.relative_to(ROOT).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]

@@ -163,3 +163,27 @@ def test_plotting_code_is_folded_and_the_method_stays_visible(path: Path):
             assert "Experiment(" not in source, f"{where}: folds the chapter's set-up"
     assert not any("injected-parameters" in c.get("metadata", {}).get("tags", [])
                    for c in cells), f"{path.name}: holds an executed copy's injected cell"
+
+
+def test_a_new_record_or_snapshot_re_executes_the_chapters(tmp_path, monkeypatch):
+    """The executed copies' key covers what the chapters read besides the package: a new
+    diagnosis record or published snapshot is a new key (a cached rebuild runs them again)."""
+    import rnnpose.book as book
+
+    (tmp_path / "rnnpose").mkdir()
+    (tmp_path / "rnnpose" / "m.py").write_text("x = 1\n")
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    first = book.code_version()
+    results = tmp_path / "experiments" / "results"
+    results.mkdir(parents=True)
+    (results / "cpu-main-s5.json").write_text("{}")
+    second = book.code_version()
+    published = tmp_path / "book" / "published"
+    published.mkdir(parents=True)
+    (published / "results.json").write_text("{}")
+    third = book.code_version()
+    (published / "results.json").write_text('{"tables": {}}')
+    fourth = book.code_version()
+    assert len({first, second, third, fourth}) == 4
+    (tmp_path / "notes.md").write_text("not read by a chapter")
+    assert book.code_version() == fourth
