@@ -13,7 +13,6 @@ LAB_ARGS ?=
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # --no-compile: no bytecode for torch's thousands of modules up front (what is imported is
 # compiled on first use)

@@ -52,7 +52,7 @@ CHILD = textwrap.dedent("""
     from rnnpose.config import get_profile
     from rnnpose.experiments import Experiment
     torch.set_num_threads(1)
-    prof = get_profile("tiny").replace(name="tinylong", n_train=16, rmpp_epochs=2,
+    prof = get_profile("tiny").replace(name="tinylong", n_train=16, n_eval=8, rmpp_epochs=2,
                                        rmpp_batch_size=2, rmpp_procs=2, rmpp_curve=True)
     Experiment(prof, artifacts=sys.argv[1], quiet=True).rmpp()
 """)
@@ -83,7 +83,7 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     as the long build trains, evaluated after every epoch) killed once its first epoch is
     checkpointed, then asked for again, ends with the weights and the per-epoch curve of a
     run never interrupted."""
-    prof = get_profile("tiny").replace(name="tinylong", n_train=16, rmpp_epochs=2,
+    prof = get_profile("tiny").replace(name="tinylong", n_train=16, n_eval=8, rmpp_epochs=2,
                                        rmpp_batch_size=2, rmpp_procs=2,
                                        rmpp_curve=True)  # fmt: skip
     art = tmp_path / "artifacts"
