@@ -156,4 +156,3 @@ def made_on(fig: Figure, machine: str) -> Figure:
     backend's tight bounding box takes it into the image."""
     fig.text(0.995, -0.01, machine, ha="right", va="top", fontsize=7, color="0.35")
     return fig
-

@@ -155,11 +155,16 @@ def plot_curves(
 MAIN_SETTING = "cpu-main"
 
 
+def setting_runs(setting: str, folder: PathLike = RESULTS) -> dict[int, dict[str, Any]]:
+    """``{seed: record}`` of one setting's runs in ``folder``."""
+    return {seed: r for (name, seed), r in load_runs(folder).items() if name == setting}
+
+
 def seed_spread(setting: str = MAIN_SETTING, folder: PathLike = RESULTS,
                 splits: Sequence[str] = ("sparse", "occluded")) -> float:  # fmt: skip
     """The largest range of RMPP's final AP over the seeds of ``setting`` (one frozen AE),
     over ``splits``: the noise floor of the main comparison. At least two seeds are needed."""
-    recs = [r for (name, _), r in load_runs(folder).items() if name == setting]
+    recs = list(setting_runs(setting, folder).values())
     if len(recs) < 2:
         raise DataError(f"{folder}: {len(recs)} seed(s) of setting {setting!r}; the spread "
                         f"needs at least 2 (python experiments/diagnosis.py run {setting} "
@@ -310,5 +315,5 @@ def cpu_models(runs: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
 def spread_machine(setting: str = MAIN_SETTING, folder: PathLike = RESULTS) -> str:
     """Where :func:`seed_spread` was measured: ``"N seeds of SETTING on CPU"``, for the
     figures and tables that judge against it (chapter 9's bars were maybe made elsewhere)."""
-    runs = {k: r for k, r in load_runs(folder).items() if k[0] == setting}
+    runs = setting_runs(setting, folder)
     return f"{len(runs)} seeds of {setting} on {', '.join(cpu_models(runs))}"

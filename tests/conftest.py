@@ -31,18 +31,6 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread for this test, restored after (the session already runs one, see
-    ``pytest_configure``; a test that raises it must not leak more into the next)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_profile() -> Profile:
     return get_profile("tiny")

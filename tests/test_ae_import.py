@@ -20,8 +20,6 @@ from rnnpose.models.hourglass import rmpp_features
 from rnnpose.train.ae import load_ae
 from rnnpose.train.ae_import import import_ae
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def _save_theirs(path: Path, state: dict, *, legacy: bool = False, epoch: int = 7) -> Path:
     """A checkpoint as pose-ae-train's ``save()`` writes it (optimizer state included)."""

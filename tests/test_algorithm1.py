@@ -11,7 +11,6 @@ from rnnpose.targets import person_heatmaps
 PROF = get_profile("tiny", lstm1_hidden=16)  # the fixtures below were pinned at this size
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 ZS = (1, 3, 0)  # people per image: exact count, under-prediction, over-prediction (see _model)
 
 

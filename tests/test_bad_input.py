@@ -27,7 +27,7 @@ CROWD = 30
 
 
 # one xdist worker holds the module (``--dist loadgroup``): its module fixtures train once
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("bad_input")]
+pytestmark = pytest.mark.xdist_group("bad_input")
 
 
 def one_error_line(capsys, *needles: str) -> str:
@@ -68,15 +68,12 @@ def crowd_data(tiny_synth, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def crowd_runs(crowd_data, tmp_path_factory) -> dict[str, Path]:
     """An AE run and an RMPP run trained (1 epoch each) through the CLI on the crowd set."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("crowd_runs")
     assert main(["train", "ae", "--profile", "tiny", "--data", str(crowd_data), "--out",
                  str(root / "ae"), "--epochs", "1", "--quiet", "--device", "cpu"]) == 0
     assert main(["train", "rmpp", "--ae", str(root / "ae"), "--data", str(crowd_data), "--out",
                  str(root / "rmpp"), "--epochs", "1", "--batch-size", "3", "--T", "2",
                  "--quiet", "--device", "cpu"]) == 0  # fmt: skip
-    torch.set_num_threads(before)
     return {"ae": root / "ae", "rmpp": root / "rmpp"}
 
 

@@ -11,9 +11,6 @@ from rnnpose.models.rmpp import RMPP
 PROF = get_profile("tiny", lstm1_hidden=16)  # the fixtures below were pinned at this size
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def test_keypoints_argmax_threshold_and_subpixel():
     hm = torch.zeros(3, 6, 6)
     hm[0, 2, 3], hm[0, 2, 4], hm[0, 2, 2] = 0.9, 0.5, 0.1  # right neighbour higher

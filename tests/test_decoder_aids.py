@@ -11,7 +11,6 @@ from rnnpose.decode import decode
 from rnnpose.models.rmpp import RMPP
 from rnnpose.targets import person_heatmaps
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 AIDS = {"emitted": {"rmpp_emitted": True}, "context": {"rmpp_context": 4},
         "coords": {"rmpp_coords": True}}  # fmt: skip
 

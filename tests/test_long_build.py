@@ -18,8 +18,6 @@ import torch
 from rnnpose.config import PROFILES, Profile, get_profile
 from rnnpose.experiments import Experiment
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def adam_steps(p: Profile) -> int:
     return p.rmpp_epochs * -(-p.n_train // p.rmpp_batch_size)

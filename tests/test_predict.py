@@ -19,7 +19,7 @@ from rnnpose.train.ae import train_ae
 from rnnpose.train.rmpp import train_rmpp
 
 # one xdist worker holds the module (``--dist loadgroup``): its module fixtures train once
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("predict")]
+pytestmark = pytest.mark.xdist_group("predict")
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,11 @@ def runs(tiny_synth, tmp_path_factory):
     from the networks to the files -- decoding, joints, original pixels, result records,
     pycocotools, the CLI. Known answers for the numbers come from :func:`_data_folder`.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs")
     ae = train_ae("tiny", tiny_synth, root / "ae", epochs=1, quiet=True)
     prof = get_profile("tiny", rmpp_lr=5e-3, max_iterations=6)
     rmpp = train_rmpp(prof, ae, tiny_synth, root / "rmpp", quiet=True, epochs=1, T=2,
                       batch_size=4)  # fmt: skip
-    torch.set_num_threads(before)
     return {"ae": ae, "rmpp": rmpp}
 
 

@@ -124,7 +124,7 @@ def test_main_comparison_figure_has_the_spread_as_error_bars():
     assert [round(s[1][1] - s[0][1], 1) for s in lines] == [3.4, 3.4]  # +-1.7
 
 
-def test_made_on_writes_the_machine_into_the_saved_image(tmp_path):
+def test_made_on_writes_the_machine_into_the_saved_image():
     """The machine's line lies below the axes and still lands in the image the inline backend
     saves (a tight bounding box): the figure grows downwards to hold it."""
     import io

@@ -28,9 +28,6 @@ from rnnpose.train.rmpp import fit_rmpp, load_rmpp, person_targets
 PROF = get_profile("tiny", rmpp_lr=5e-3, loop=0, max_iterations=5, T=2)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def synthetic_features(zs, seed=0, channels=8, repeat=1):
     """Features that show where the people's joints are (joint groups, max over people)."""
     g = torch.Generator().manual_seed(seed)
