@@ -5,7 +5,10 @@ profile's, trained once by ``ae``), evaluated after the epochs asked for on both
 splits. One JSON file per (setting, seed) is written to ``experiments/results/`` and read by the
 book's diagnosis chapter; the runs themselves live under ``--root`` (any folder: the AE runs,
 ``ROOT/artifacts`` with the data, ``ROOT/runs``; required by every subcommand that trains or
-evaluates). Bad input is one line ``experiments/diagnosis.py: error: ...`` and exit 2.
+evaluates). ``--results DIR`` writes (and ``table`` reads) the records elsewhere: a campaign on
+another CPU model belongs in its own folder (e.g. ``experiments/results/epyc-avx512``), since the
+same setting trains to other weights there and its runs need their own frozen AE. Bad input is
+one line ``experiments/diagnosis.py: error: ...`` and exit 2.
 
     python experiments/diagnosis.py ae --seed 0 --root ROOT     # the frozen AE (cpu profile)
     python experiments/diagnosis.py run b1-400 --seed 0 --root ROOT   # one setting
@@ -231,7 +234,8 @@ def eval_ae(args: argparse.Namespace) -> None:
 
     exp = Experiment("cpu", artifacts=args.root / "artifacts", quiet=True)
     ae = args.run or ae_dir(args.root, args.seed, args.variant)
-    record: dict[str, Any] = {"run": str(ae), "seed": args.seed, "splits": {}}
+    record: dict[str, Any] = {"run": str(ae), "seed": args.seed, "splits": {},
+                              "threads": torch.get_num_threads(), "cpu": cpu_model()}  # fmt: skip
     for split in SPLITS:
         sp = exp.split(split)
         ann = sp.ann_file
@@ -433,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path,
                    help="the folder of the AE runs, the data (ROOT/artifacts) and the runs; "
                    "required by " + ", ".join(NEEDS_ROOT))  # fmt: skip
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="the folder of the records (default experiments/results; a campaign on "
+                   "another CPU model: a folder of its own)")  # fmt: skip
     p.add_argument("--run", type=cli_types.run_folder,
                    help="ae-eval, ae-grid: another AE run folder")  # fmt: skip
     p.add_argument("--variant", default="cpu", choices=sorted(AE_VARIANTS), help="ae: AE variant")
@@ -472,13 +479,18 @@ def check_args(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, check and run one subcommand; bad input is one line on stderr and exit 2."""
-    global ROOT_ARTIFACTS
+    global ROOT_ARTIFACTS, RESULTS
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # one line already printed (or --help)
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     try:
+        try:
+            cli_types.output_folder(str(args.results))
+        except argparse.ArgumentTypeError as exc:
+            raise DataError(f"--results: {exc}") from None
+        RESULTS = args.results
         check_args(args)
         ROOT_ARTIFACTS = args.root / "artifacts" if args.root is not None else None
         torch.set_num_threads(args.threads)

@@ -121,33 +121,39 @@ def answer(table: pd.DataFrame, splits: list[str], spread: float) -> str:
 
 
 def plot(curves: Mapping[str, pd.DataFrame], refs: Mapping[str, Mapping[str, float]],
-         splits: list[str], title: str = "") -> Figure:  # fmt: skip
+         splits: list[str], title: str = "",
+         ref_of: Mapping[str, str] | None = None) -> Figure:  # fmt: skip
     """AP against the decoder's Adam steps (log scale), one panel per split: one line per
-    (build, seed) of ``curves`` (``{build label: curve}``), and a dashed horizontal line per
-    reference of ``refs`` (``{reference label: {split: AP}}``, e.g. AE's grouping and AE's
-    heatmaps grouped by the ground truth)."""
-    fig = Figure(figsize=(4.2 * len(splits), 3.4))
+    (build, seed) of ``curves`` (``{build label: curve}``), and a horizontal line per reference
+    of ``refs`` (``{reference label: {split: AP}}``, e.g. AE's grouping and AE's heatmaps grouped
+    by the ground truth). ``ref_of`` maps a reference to the build whose AE network it measures
+    (drawn in that build's colour; the others in black): builds on other networks have other
+    references."""
+    fig = Figure(figsize=(4.2 * len(splits), 3.6))
     axes = np.atleast_1d(fig.subplots(1, len(splits), sharey=True))
     markers = "os^Dv"
+    colour = {label: f"C{k}" for k, label in enumerate(curves)}
     for ax, split in zip(axes, splits, strict=True):
         for k, (label, curve) in enumerate(curves.items()):
             part = curve[curve["split"] == split]
             for seed, line in part.groupby("seed"):
                 line = line.sort_values("step")
                 ax.plot(line["step"], line["AP"], marker=markers[k % len(markers)], ms=4,
-                        color=f"C{k}", alpha=0.9, label=f"{label}, seed {seed}")  # fmt: skip
+                        color=colour[label], alpha=0.9, label=f"{label}, seed {seed}")  # fmt: skip
         for j, (label, values) in enumerate(refs.items()):
             if split in values:
-                ax.axhline(values[split], color="k", ls=("--", ":", "-.")[j % 3], lw=1,
+                ax.axhline(values[split], color=colour.get((ref_of or {}).get(label, ""), "k"),
+                           ls=("--", ":", "-.", (0, (5, 1)))[j % 4], lw=1,
                            label=label)  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set(title=split, xlabel="decoder Adam steps (log scale)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AP")
-    axes[-1].legend(fontsize=7, loc="best")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 * (1 + len(labels) // 2), 1, 1))
     return fig
 
 
@@ -180,10 +186,13 @@ def from_wide(wide: pd.DataFrame, where: str = "curve") -> pd.DataFrame:
 def long_build(
     curve: pd.DataFrame, refs: dict[str, dict[str, float]], profile: Profile,
     snapshot: Snapshot | None,
+    campaign: tuple[pd.DataFrame, dict[str, dict[str, float]], str] | None = None,
 ) -> tuple[pd.DataFrame | None, dict | None, str]:  # fmt: skip
     """The curve that answers the question, its AE references and where it comes from: this
     build's own where its profile evaluates every epoch (the long build), else the published
-    snapshot's (``decoder_curve`` and ``ae_reference`` tables), else none."""
+    snapshot's (``decoder_curve`` and ``ae_reference`` tables), else the long-budget diagnosis
+    runs' (``campaign``: :func:`rnnpose.diagnosis.long_campaign`, on their own frozen AE),
+    else none."""
     if profile.rmpp_curve:
         return curve, refs, f"this build (profile `{profile.name}`)"
     if snapshot is not None:
@@ -191,6 +200,8 @@ def long_build(
         if wide is not None and ref is not None:
             where = f"{snapshot.folder}/results.json, table decoder_curve"
             return from_wide(wide, where), ref.T.to_dict(), snapshot.label[11:-1]
+    if campaign is not None:
+        return campaign
     return None, None, ""
 
 

@@ -37,6 +37,10 @@ def _check_run(path: Path, rec: Any) -> dict[str, Any]:
         splits = point.get("splits") if isinstance(point, dict) else None
         if not isinstance(splits, dict):
             raise DataError(f"{path}: field 'curve[].splits' missing")
+        for key in ("epoch", "step"):
+            v = point.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise DataError(f"{path}: field 'curve[].{key}' must be an integer >= 1")
         for split, m in splits.items():
             if not isinstance(m, dict) or not all(
                 isinstance(m.get(k), (int, float)) for k in ("AP", "AP50", "AP75")
@@ -317,3 +321,61 @@ def spread_machine(setting: str = MAIN_SETTING, folder: PathLike = RESULTS) -> s
     figures and tables that judge against it (chapter 9's bars were maybe made elsewhere)."""
     runs = setting_runs(setting, folder)
     return f"{len(runs)} seeds of {setting} on {', '.join(cpu_models(runs))}"
+
+
+#: The diagnosis setting with the long build's decoder schedule (8 epochs, 4,800 Adam steps,
+#: evaluated after every epoch: its epoch 2 is the default budget, ``cpu-main``).
+LONG_SETTING = "long-main"
+
+
+def ae_reference(folder: PathLike, ae_seed: int = 0) -> dict[str, dict[str, float]]:
+    """AE's grouping and the same heatmaps grouped by the ground truth, AP per split, from a
+    campaign's ``ae-sSEED-eval.json`` (the references of its decoder curves)."""
+    name = f"ae-s{ae_seed}-eval"
+    path = Path(folder) / f"{name}.json"
+    splits = load(name, folder).get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise DataError(f"{path}: field 'splits' must map each split to AE's metrics")
+    refs: dict[str, dict[str, float]] = {"AE grouping": {},
+                                         "AE heatmaps, ground-truth grouping": {}}  # fmt: skip
+    for split, m in splits.items():
+        for key, label in (("ae", "AE grouping"), ("oracle", "AE heatmaps, ground-truth grouping")):
+            ap = m.get(key, {}).get("AP") if isinstance(m, dict) else None
+            if not isinstance(ap, (int, float)) or isinstance(ap, bool) or not np.isfinite(ap):
+                raise DataError(f"{path}: field 'splits.{split}.{key}.AP' must be a number")
+            refs[label][split] = float(ap)
+    return refs
+
+
+def long_campaign(folder: PathLike = RESULTS, setting: str = LONG_SETTING,
+                  ) -> tuple[pd.DataFrame, dict[str, dict[str, float]], str] | None:  # fmt: skip
+    """The decoder's curve at the long budget from the diagnosis records: the folder (``folder``
+    or one of its subfolders: one per CPU campaign) holding the most seeds of ``setting``, as
+    ``(curve, AE references, source)`` -- the curve in :mod:`rnnpose.curves`' shape (``seed``,
+    ``epoch``, ``step``, ``split``, ``AP``), the references from the same frozen AE's
+    evaluation, and a source line naming the folder, the seeds and the CPU. None where no
+    folder holds such a record."""
+    folder = Path(folder)
+    found = {f: setting_runs(setting, f) for f in [folder, *sorted(folder.glob("*/"))]
+             if f.is_dir()}  # fmt: skip
+    found = {f: runs for f, runs in found.items() if runs}
+    if not found:
+        return None
+    where, runs = max(found.items(), key=lambda kv: len(kv[1]))
+    ae_seeds = {int(r.get("ae_seed", 0)) for r in runs.values()}
+    if len(ae_seeds) != 1:
+        raise DataError(f"{where}: the {setting} records were trained on several AE networks "
+                        f"(ae_seed {sorted(ae_seeds)}); a curve needs one")  # fmt: skip
+    refs = ae_reference(where, ae_seeds.pop())
+    rows = [{"seed": seed, "epoch": int(p["epoch"]), "step": int(p["step"]), "split": split,
+             "AP": float(m["AP"])}
+            for seed, rec in sorted(runs.items()) for p in rec["curve"]
+            for split, m in p["splits"].items()]  # fmt: skip
+    try:
+        rel = where.relative_to(ROOT).as_posix()
+    except ValueError:
+        rel = str(where)
+    source = (f"the diagnosis runs `{setting}` ({len(runs)} decoder seed"
+              f"{'s' * (len(runs) != 1)} on {', '.join(cpu_models(runs))}, records in `{rel}`; "
+              "their own frozen AE, not this build's)")  # fmt: skip
+    return pd.DataFrame(rows), refs, source

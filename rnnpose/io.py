@@ -142,15 +142,21 @@ def git_commit(cwd: PathLike | None = None) -> str:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``): the same commit trains to other weights on
-    another CPU model, so every figure made on a CPU names it."""
+    """The CPU's model name (``/proc/cpuinfo``) and the vector instructions torch's kernels use
+    on it (e.g. ``"AMD EPYC, AVX512 kernels"``): the same commit trains to other weights on
+    another CPU model, and a virtual machine's model name alone does not tell an AVX2 host from
+    an AVX-512 one, so every figure made on a CPU names both."""
+    import torch
+
+    name = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()} kernels"
 
 
 def env_stamp(device: str | None = None) -> dict[str, str]:

@@ -79,6 +79,32 @@ def test_plot_draws_one_line_per_build_and_seed_and_each_reference():
     assert list(long0.get_ydata())[-1] == pytest.approx(16 - 0.25)
 
 
+def test_each_reference_takes_the_colour_of_the_build_whose_network_it_measures():
+    long = curve(lambda st, sp: 12.0, seeds=(0,), steps=(600, 4800))
+    default = curve(lambda st, sp: 11.0, seeds=(0,), steps=(1200,))
+    fig = curves.plot({"this build": default, "long budget": long},
+                      {"AE (this build)": {"sparse": 20.0}, "AE (long budget)": {"sparse": 18.0},
+                       "somebody's": {"sparse": 5.0}}, ["sparse"],
+                      ref_of={"AE (this build)": "this build", "AE (long budget)": "long budget"})
+    lines = {ln.get_label(): ln for ln in fig.axes[0].lines}
+    assert lines["this build, seed 0"].get_color() == lines["AE (this build)"].get_color() == "C0"
+    assert lines["long budget, seed 0"].get_color() == lines["AE (long budget)"].get_color() == "C1"
+    assert lines["somebody's"].get_color() == "k"
+    assert list(lines["AE (long budget)"].get_ydata()) == [18.0, 18.0]
+
+
+def test_the_long_build_s_curve_comes_from_the_build_then_the_snapshot_then_the_campaign():
+    from rnnpose.config import get_profile
+
+    own = curve(lambda st, sp: 1.0)
+    refs = {"AE grouping": {"sparse": 2.0}}
+    campaign = (curve(lambda st, sp: 3.0), {"AE grouping": {"sparse": 4.0}}, "the runs")
+    assert curves.long_build(own, refs, get_profile("tiny").replace(rmpp_curve=True), None,
+                             campaign)[0] is own  # fmt: skip
+    assert curves.long_build(own, refs, get_profile("tiny"), None, campaign) == campaign
+    assert curves.long_build(own, refs, get_profile("tiny"), None) == (None, None, "")
+
+
 def test_a_curve_survives_the_results_file():
     from rnnpose.results import frame_from_json, frame_to_json
 

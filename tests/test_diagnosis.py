@@ -16,7 +16,7 @@ def _record(setting: str, seed: int, sparse: float, occluded: float) -> dict:
     split = {"AP50": 30.0, "AP75": 1.0, "count_exact": 0.25}
     return {"setting": setting, "seed": seed, "images": 1200, "epochs": 2, "adam_steps": 1200,
             "train_seconds": 900.0, "procs": 2, "threads": 1,
-            "curve": [{"epoch": 2, "splits": {"sparse": {"AP": sparse, **split},
+            "curve": [{"epoch": 2, "step": 1200, "splits": {"sparse": {"AP": sparse, **split},
                                               "occluded": {"AP": occluded, **split}}}]}
 
 
@@ -44,6 +44,8 @@ def test_seeds_are_averaged_with_their_range_and_give_the_spread(tmp_path):
     (lambda r: r.pop("adam_steps"), "adam_steps"),
     (lambda r: r.update(curve=[]), "curve"),
     (lambda r: r["curve"][0]["splits"]["sparse"].pop("AP75"), "curve[].splits.sparse"),
+    (lambda r: r["curve"][0].pop("step"), "curve[].step"),
+    (lambda r: r["curve"][0].update(epoch=True), "curve[].epoch"),
 ])  # fmt: skip
 def test_a_bad_record_names_the_file_and_field(tmp_path, spoil, field):
     r = _record("m", 0, 1.0, 1.0)
@@ -51,6 +53,56 @@ def test_a_bad_record_names_the_file_and_field(tmp_path, spoil, field):
     _write(tmp_path, [r])
     with pytest.raises(DataError, match=re.escape(f"m-s0.json: field {field!r}"[:-1])):
         dg.load_runs(tmp_path)
+
+
+def _long(seed: int, aps: list[float], ae_seed: int = 0) -> dict:
+    """A long-main record evaluated after every epoch: 600 Adam steps an epoch."""
+    r = _record("long-main", seed, 0.0, 0.0)
+    r["ae_seed"] = ae_seed
+    r["cpu"] = "CPU X, AVX512 kernels"
+    r["curve"] = [{"epoch": e, "step": 600 * e,
+                   "splits": {"sparse": {"AP": ap, "AP50": 1.0, "AP75": 1.0},
+                              "occluded": {"AP": ap / 2, "AP50": 1.0, "AP75": 1.0}}}
+                  for e, ap in enumerate(aps, start=1)]  # fmt: skip
+    return r
+
+
+def _ae_eval(folder, seed: int = 0, sparse: float = 20.0) -> None:
+    splits = {s: {"ae": {"AP": ap}, "oracle": {"AP": ap + 10}}
+              for s, ap in (("sparse", sparse), ("occluded", 15.0))}
+    (folder / f"ae-s{seed}-eval.json").write_text(json.dumps({"seed": seed, "splits": splits}))
+
+
+def test_the_long_campaign_is_read_from_the_folder_with_the_most_seeds(tmp_path):
+    assert dg.long_campaign(tmp_path) is None  # no long-budget record anywhere
+    one, two = tmp_path / "intel", tmp_path / "epyc"
+    one.mkdir(), two.mkdir()
+    _write(one, [_long(0, [1.0, 2.0])])
+    _ae_eval(one, sparse=99.0)
+    _write(two, [_long(0, [5.0, 7.0, 8.0]), _long(1, [6.0, 8.0, 9.0])])
+    _ae_eval(two)
+    curve, refs, source = dg.long_campaign(tmp_path)
+    assert sorted(set(curve["seed"])) == [0, 1] and len(curve) == 2 * 3 * 2
+    row = curve[(curve["seed"] == 1) & (curve["step"] == 1800) & (curve["split"] == "occluded")]
+    assert list(row["AP"]) == [4.5] and list(row["epoch"]) == [3]
+    assert refs == {"AE grouping": {"sparse": 20.0, "occluded": 15.0},
+                    "AE heatmaps, ground-truth grouping": {"sparse": 30.0, "occluded": 25.0}}
+    assert "2 decoder seeds on CPU X, AVX512 kernels" in source and str(two) in source
+
+
+def test_a_long_campaign_needs_one_ae_and_its_evaluation(tmp_path):
+    _write(tmp_path, [_long(0, [1.0]), _long(1, [2.0], ae_seed=1)])
+    with pytest.raises(DataError, match="several AE networks"):
+        dg.long_campaign(tmp_path)
+    _write(tmp_path, [_long(1, [2.0])])
+    with pytest.raises(DataError, match="ae-s0-eval.json"):
+        dg.long_campaign(tmp_path)  # no evaluation of the frozen AE
+    _ae_eval(tmp_path)
+    data = json.loads((tmp_path / "ae-s0-eval.json").read_text())
+    data["splits"]["sparse"]["oracle"]["AP"] = "30"
+    (tmp_path / "ae-s0-eval.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"field 'splits\.sparse\.oracle\.AP' must be a number"):
+        dg.long_campaign(tmp_path)
 
 
 def test_loss_balance_places_the_loss_between_empty_and_hedge(tmp_path):

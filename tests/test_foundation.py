@@ -279,3 +279,14 @@ def test_argument_types_and_one_line_errors(capsys):
     assert capsys.readouterr().err == (
         "rnnpose x: error: argument --n: must be an integer >= 1, got 0\n"
     )
+
+
+def test_the_cpu_model_names_the_vector_kernels_torch_runs():
+    """A virtual machine's model name ("AMD EPYC") is the same on an AVX2 and an AVX-512 host,
+    where the same commit trains to other weights: every record names the kernels too."""
+    import torch
+
+    from rnnpose.io import cpu_model
+
+    name, kernels = cpu_model().rsplit(", ", 1)
+    assert name and kernels == f"{torch.backends.cpu.get_cpu_capability()} kernels"
