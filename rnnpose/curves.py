@@ -199,7 +199,10 @@ def long_build(
         wide, ref = snapshot.numbers("decoder_curve"), snapshot.numbers("ae_reference")
         if wide is not None and ref is not None:
             where = f"{snapshot.folder}/results.json, table decoder_curve"
-            return from_wide(wide, where), ref.T.to_dict(), snapshot.label[11:-1]
+            commit = str(snapshot.header.get("commit") or "?")[:7]
+            return (from_wide(wide, where), ref.T.to_dict(),
+                    f"the published {snapshot.label[11:-1]} ({snapshot.machine}, commit "
+                    f"{commit})")  # fmt: skip
     if campaign is not None:
         return campaign
     return None, None, ""

@@ -137,6 +137,12 @@ def inline_markdown(text: str) -> str:
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)
 
 
+#: A table of more columns than this is set in a smaller type, so that it fits the book's
+#: text column (about 700 px; ``tools/browser_check.py`` measures it).
+WIDE_COLUMNS = 6
+WIDE_STYLE = "font-size: 0.72em"
+
+
 class Table:
     """A reader-facing table: an optional note line, the table, optionally folded.
 
@@ -151,6 +157,8 @@ class Table:
     def _repr_html_(self) -> str:
         table = self.frame.to_html(classes="rnnpose-table", border=0, escape=True,
                                    na_rep=MISSING)  # fmt: skip
+        if self.frame.shape[1] > WIDE_COLUMNS:  # paper | published | this build per column
+            table = table.replace("<table ", f'<table style="{WIDE_STYLE}" ', 1)
         note = inline_markdown(self.note)
         body = (f'<p class="rnnpose-note">{note}</p>' if note else "") + table
         if self.fold:
