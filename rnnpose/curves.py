@@ -150,10 +150,12 @@ def plot(curves: Mapping[str, pd.DataFrame], refs: Mapping[str, Mapping[str, flo
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AP")
     handles, labels = axes[-1].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2, frameon=False)
+    rows = math.ceil(len(labels) / 3)  # the legend under the panels, clear of made_on's line
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False,
+               bbox_to_anchor=(0.5, 0.02))  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 * (1 + len(labels) // 2), 1, 1))
+    fig.tight_layout(rect=(0, 0.04 + 0.055 * rows, 1, 1))
     return fig
 
 

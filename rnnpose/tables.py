@@ -139,7 +139,7 @@ def inline_markdown(text: str) -> str:
 
 #: A table of more columns than this is set in a smaller type, so that it fits the book's
 #: text column (about 700 px; ``tools/browser_check.py`` measures it).
-WIDE_COLUMNS = 6
+WIDE_COLUMNS = 5
 WIDE_STYLE = "font-size: 0.72em"
 
 

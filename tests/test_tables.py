@@ -207,9 +207,9 @@ def test_glue_markdown_is_myst_nb_glue(capsys):
 
 
 def test_a_table_of_many_columns_is_set_in_smaller_type():
-    """Paper | published | this build for three metrics is nine columns: too wide for the
+    """Paper | published | this build for two splits is six columns: too wide for the
     book's text column at the normal size (browser_check measures it), so it is set smaller."""
-    narrow = tables.show(pd.DataFrame({c: [1.0] for c in "abcdef"}))._repr_html_()
-    wide = tables.show(pd.DataFrame({c: [1.0] for c in "abcdefghi"}))._repr_html_()
+    narrow = tables.show(pd.DataFrame({c: [1.0] for c in "abcde"}))._repr_html_()
+    wide = tables.show(pd.DataFrame({c: [1.0] for c in "abcdef"}))._repr_html_()
     assert "font-size" not in narrow
     assert wide.startswith(f'<table style="{tables.WIDE_STYLE}" ') and "font-size: 0.72em" in wide
