@@ -11,6 +11,8 @@ folder of its own for each build, through ``RNNPOSE_ARTIFACTS``)::
 2. a build with a fresh cache (``WORK/killed``), killed (SIGKILL, the whole process group:
    papermill's kernel and the processes sharing a batch die with it) as soon as the first
    epoch of the decoder's main run is checkpointed; then the same command again;
+   (the executed notebooks of step 1 are removed first: a killed build has none past the
+   kill, and the restart must execute the notebook it was killed in, resuming its run);
 3. the two results files compared table by table (numbers and verdicts; the headers differ
    in times and dates). Exit 0 when every table is equal, 1 otherwise (the differing tables
    named). The executed notebooks of step 2 replace those of step 1 in ``book/executed``.
@@ -30,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "_build" / "results.json"
+EXECUTED = ROOT / "book" / "executed"
 
 
 def build(profile: str, cache: Path, kill_when: str = "", force: bool = True) -> int | None:
@@ -69,12 +72,21 @@ def main(argv: list[str] | None = None) -> int:
         print("[interrupted] the uninterrupted build failed", file=sys.stderr)
         return 1
     shutil.copy(RESULTS, args.work / "whole.json")
+    # A user's killed build has no executed copy of the notebooks it had not finished; the
+    # whole build's copies (their keys do not name the cache) would otherwise be reused by
+    # the restart, which would then resume nothing
+    for nb in EXECUTED.glob("*.ipynb"):
+        nb.unlink()
     t1 = time.perf_counter()
     if build(args.profile, killed, kill_when="runs/rmpp-*/epoch_001.pt") is not None:
         print("[interrupted] the build ended before the decoder's first epoch", file=sys.stderr)
         return 1
     if build(args.profile, killed, force=False) != 0:  # started again, as a user would
         print("[interrupted] the restarted build failed", file=sys.stderr)
+        return 1
+    if not list(killed.glob("runs/rmpp-*/epoch_002.pt")):  # killed at epoch 1: none before
+        print("[interrupted] the restarted build did not train on from the killed run",
+              file=sys.stderr)  # fmt: skip
         return 1
     shutil.copy(RESULTS, args.work / "killed.json")
     a, b = tables(args.work / "whole.json"), tables(args.work / "killed.json")
