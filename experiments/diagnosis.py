@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from rnnpose.evaluate import evaluate_keypoints  # noqa: E402
 from rnnpose.experiments import Experiment  # noqa: E402
 from rnnpose.io import DataError, atomic_write_json, cpu_model, env_stamp, read_json  # noqa: E402
 from rnnpose.predict import predict_split  # noqa: E402
+from rnnpose.results import is_number  # noqa: E402
 from rnnpose.train.common import RunDir  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
@@ -380,10 +380,6 @@ def _is_count(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 1
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def table_row(path: Path) -> str | None:
     """One line of ``table`` for a results file (None: a record without AP per split, e.g. an
     ``-eval.json``); a file that is not JSON, or whose fields are of the wrong type, is a
@@ -401,13 +397,13 @@ def table_row(path: Path) -> str | None:
         return None
     for split, v in fin.items():
         for metric in ("AP", "AP50", "AP75"):
-            if not _is_number(v.get(metric)):
+            if not is_number(v.get(metric)):
                 raise DataError(f"{path}: field '{key}.{split}.{metric}' must be a number, got "
                                 f"{repr(v.get(metric))[:40]}")  # fmt: skip
-        if "count_exact" in v and not _is_number(v["count_exact"]):
+        if "count_exact" in v and not is_number(v["count_exact"]):
             raise DataError(f"{path}: field '{key}.{split}.count_exact' must be a number")
     seconds = r.get("train_seconds", 0)
-    if not _is_number(seconds):
+    if not is_number(seconds):
         raise DataError(f"{path}: field 'train_seconds' must be a number")
     cells = "  ".join(f"{s[:3]} {v['AP']:5.1f} ({v['AP50']:4.1f}/{v['AP75']:4.1f}) "
                       f"n={v.get('count_exact', float('nan')):.2f}"
@@ -437,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path,
                    help="the folder of the AE runs, the data (ROOT/artifacts) and the runs; "
                    "required by " + ", ".join(NEEDS_ROOT))  # fmt: skip
-    p.add_argument("--results", type=Path, default=RESULTS,
+    p.add_argument("--results", type=cli_types.output_folder, default=RESULTS,
                    help="the folder of the records (default experiments/results; a campaign on "
                    "another CPU model: a folder of its own)")  # fmt: skip
     p.add_argument("--run", type=cli_types.run_folder,
@@ -486,10 +482,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # one line already printed (or --help)
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     try:
-        try:
-            cli_types.output_folder(str(args.results))
-        except argparse.ArgumentTypeError as exc:
-            raise DataError(f"--results: {exc}") from None
         RESULTS = args.results
         check_args(args)
         ROOT_ARTIFACTS = args.root / "artifacts" if args.root is not None else None

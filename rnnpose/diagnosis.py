@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rnnpose.io import DataError, PathLike, read_json
+from rnnpose.results import is_number
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
@@ -341,7 +342,7 @@ def ae_reference(folder: PathLike, ae_seed: int = 0) -> dict[str, dict[str, floa
     for split, m in splits.items():
         for key, label in (("ae", "AE grouping"), ("oracle", "AE heatmaps, ground-truth grouping")):
             ap = m.get(key, {}).get("AP") if isinstance(m, dict) else None
-            if not isinstance(ap, (int, float)) or isinstance(ap, bool) or not np.isfinite(ap):
+            if not is_number(ap):
                 raise DataError(f"{path}: field 'splits.{split}.{key}.AP' must be a number")
             refs[label][split] = float(ap)
     return refs

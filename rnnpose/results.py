@@ -109,8 +109,9 @@ def read_results(path: PathLike) -> dict[str, Any]:
     return data
 
 
-def _is_number(x: Any) -> bool:
-    """A finite int or float; a bool is not a number."""
+def is_number(x: Any) -> bool:
+    """A finite int or float; a bool is not a number (the check of every number a book's
+    results file or a diagnosis record holds)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -137,12 +138,12 @@ def check_header(header: dict[str, Any], path: PathLike) -> None:
     seed = header.get("seed")
     if "seed" in header and not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise DataError(f"{where}seed' must be an integer, got {_type(seed)}")
-    if "total_seconds" in header and not _is_number(header["total_seconds"]):
+    if "total_seconds" in header and not is_number(header["total_seconds"]):
         raise DataError(f"{where}total_seconds' must be a number, got "
                         f"{_type(header['total_seconds'])}")  # fmt: skip
     stages = header.get("stage_seconds")
     if "stage_seconds" in header and not (
-        isinstance(stages, dict) and all(_is_number(v) for v in stages.values())
+        isinstance(stages, dict) and all(is_number(v) for v in stages.values())
     ):
         raise DataError(f"{where}stage_seconds' must map notebooks to numbers of seconds")
     for key in ("env",):
@@ -180,7 +181,7 @@ def check_table(name: str, table: Any, path: PathLike) -> None:
         if len(row) != len(columns):
             raise DataError(f"{where}.numbers.data' row {label!r} has {len(row)} values, "
                             f"'columns' {len(columns)} labels")  # fmt: skip
-        bad = next((x for x in row if x is not None and not _is_number(x)), _OK)
+        bad = next((x for x in row if x is not None and not is_number(x)), _OK)
         if bad is not _OK:
             raise DataError(f"{where}.numbers.data' row {label!r} holds a non-number "
                             f"({repr(bad)[:40]}; numbers or null only)")  # fmt: skip
@@ -192,7 +193,7 @@ def check_table(name: str, table: Any, path: PathLike) -> None:
         for k, v in enumerate(verdicts):
             if "verdict" in v and not isinstance(v["verdict"], str):
                 raise DataError(f"{where}.verdicts[{k}].verdict' must be text")
-    if table.get("spread") is not None and not _is_number(table["spread"]):
+    if table.get("spread") is not None and not is_number(table["spread"]):
         raise DataError(f"{where}.spread' must be a number or null, got {_type(table['spread'])}")
     if "notebook" in table and not isinstance(table["notebook"], str):
         raise DataError(f"{where}.notebook' must be text")

@@ -143,6 +143,7 @@ def _script():
     (["ae"], "--root: required by 'ae'"),
     (["run", "b1-400", "--root", "{tmp}"], "ae-s0: not a run folder (no config.json)"),
     (["run", "b1-400", "--root", "{tmp}/a_file"], "--root: "),
+    (["table", "--results", "{tmp}/a_file"], "argument --results: "),
     (["run", "b1-400", "--root", "{tmp}", "--threads", "0"],
      "argument --threads: must be an integer >= 1, got 0"),
     (["run", "b1-400", "--root", "{tmp}", "--seed", "x"], "argument --seed: expected an integer"),
