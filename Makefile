@@ -14,22 +14,22 @@ LAB_ARGS ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# --no-compile: no bytecode for torch's thousands of modules up front (what is imported is
-# compiled on first use)
+# --no-compile: no bytecode for the thousands of modules of torch and the other packages up
+# front (what is imported is compiled on first use)
 $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/pip install --quiet --no-compile torch==2.13.0
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-compile -e ".[dev]"
 	touch $@
 
 $(VENV)/.book: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --quiet -e ".[book,dev]"
+	$(BIN)/pip install --quiet --no-compile -e ".[book,dev]"
 	touch $@
 
 $(VENV)/.lab: pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --quiet -e ".[lab,book,dev]"
+	$(BIN)/pip install --quiet --no-compile -e ".[lab,book,dev]"
 	touch $@
 
 setup: $(VENV)/.dev

@@ -197,17 +197,28 @@ def long_build(
     else none."""
     if profile.rmpp_curve:
         return curve, refs, f"this build (profile `{profile.name}`)"
-    if snapshot is not None:
-        wide, ref = snapshot.numbers("decoder_curve"), snapshot.numbers("ae_reference")
-        if wide is not None and ref is not None:
-            where = f"{snapshot.folder}/results.json, table decoder_curve"
-            commit = str(snapshot.header.get("commit") or "?")[:7]
-            return (from_wide(wide, where), ref.T.to_dict(),
-                    f"the published {snapshot.label[11:-1]} ({snapshot.machine}, commit "
-                    f"{commit})")  # fmt: skip
+    found = published_curve(snapshot)
+    if found is not None:
+        return found
     if campaign is not None:
         return campaign
     return None, None, ""
+
+
+def published_curve(snapshot: Snapshot | None,
+                    ) -> tuple[pd.DataFrame, dict[str, dict[str, float]], str] | None:  # fmt: skip
+    """The published build's decoder curve (its ``decoder_curve`` table, checked), its AE
+    references (``ae_reference``: ``{reference: {split: AP}}``) and a source line naming the
+    build, its CPU and commit; None where the snapshot holds no such pair."""
+    if snapshot is None:
+        return None
+    wide, ref = snapshot.numbers("decoder_curve"), snapshot.numbers("ae_reference")
+    if wide is None or ref is None:
+        return None
+    where = f"{snapshot.folder}/results.json, table decoder_curve"
+    commit = str(snapshot.header.get("commit") or "?")[:7]
+    return (from_wide(wide, where), ref.T.to_dict(),
+            f"the published {snapshot.label[11:-1]} ({snapshot.machine}, commit {commit})")
 
 
 def headline(curve: pd.DataFrame | None, refs: dict | None, splits: list[str], spread: float,

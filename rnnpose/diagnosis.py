@@ -368,10 +368,6 @@ def long_campaign(folder: PathLike = RESULTS, setting: str = LONG_SETTING,
         raise DataError(f"{where}: the {setting} records were trained on several AE networks "
                         f"(ae_seed {sorted(ae_seeds)}); a curve needs one")  # fmt: skip
     refs = ae_reference(where, ae_seeds.pop())
-    rows = [{"seed": seed, "epoch": int(p["epoch"]), "step": int(p["step"]), "split": split,
-             "AP": float(m["AP"])}
-            for seed, rec in sorted(runs.items()) for p in rec["curve"]
-            for split, m in p["splits"].items()]  # fmt: skip
     try:
         rel = where.relative_to(ROOT).as_posix()
     except ValueError:
@@ -379,4 +375,64 @@ def long_campaign(folder: PathLike = RESULTS, setting: str = LONG_SETTING,
     source = (f"the diagnosis runs `{setting}` ({len(runs)} decoder seed"
               f"{'s' * (len(runs) != 1)} on {', '.join(cpu_models(runs))}, records in `{rel}`; "
               "their own frozen AE, not this build's)")  # fmt: skip
-    return pd.DataFrame(rows), refs, source
+    return setting_curve(runs), refs, source
+
+
+def setting_curve(runs: dict[int, dict[str, Any]]) -> pd.DataFrame:
+    """The evaluated epochs of one setting's runs (``{seed: record}``) in
+    :mod:`rnnpose.curves`' shape: one row per (seed, epoch, split) with ``step`` and ``AP``."""
+    rows = [{"seed": seed, "epoch": int(p["epoch"]), "step": int(p["step"]), "split": split,
+             "AP": float(m["AP"])}
+            for seed, rec in sorted(runs.items()) for p in rec["curve"]
+            for split, m in p["splits"].items()]  # fmt: skip
+    return pd.DataFrame(rows, columns=["seed", "epoch", "step", "split", "AP"])
+
+
+def long_settings(folder: PathLike, settings: Sequence[str],
+                  published: tuple[pd.DataFrame, dict[str, dict[str, float]], str] | None = None,
+                  ) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, float]]]:  # fmt: skip
+    """The long-budget settings of one campaign (``folder``: one CPU model, one frozen AE) as
+    ``({label: curve}, AE references)``. ``published`` (:func:`rnnpose.curves.published_curve`)
+    leads as ``long-main`` where its AE references equal the campaign's to 1e-6 -- the same
+    frozen AE, so its decoder runs are this script's ``run long-main`` -- and is left out
+    otherwise (another machine's network)."""
+    refs = ae_reference(folder)
+    out: dict[str, pd.DataFrame] = {}
+    if published is not None:
+        curve, theirs, _ = published
+        same = all(abs(theirs.get(k, {}).get(split, np.inf) - v) < 1e-6
+                   for k, per in refs.items() for split, v in per.items()
+                   if split in theirs.get("AE grouping", {}))  # fmt: skip
+        if same and theirs.get("AE grouping"):
+            out[f"{LONG_SETTING} (the published long build)"] = curve
+    for s in settings:
+        runs = setting_runs(s, folder)
+        if runs:
+            out[s] = setting_curve(runs)
+    return out, refs
+
+
+def at_budget(curves: dict[str, pd.DataFrame], reference: str,
+              splits: Sequence[str] = ("sparse", "occluded")) -> pd.DataFrame:  # fmt: skip
+    """Settings compared at the largest budget all of them reached (chapter 10, the aids at the
+    long budget): per setting of ``curves`` (``{label: curve}`` in :mod:`rnnpose.curves`'
+    shape) its seeds, and per split the AP at that step (mean over seeds, their range in
+    brackets) and the difference of the means from ``reference``'s."""
+    step = min(int(c["step"].max()) for c in curves.values())
+    means = {label: c[c["step"] == step].groupby("split")["AP"].mean()
+             for label, c in curves.items()}  # fmt: skip
+    rows = {}
+    for label, c in curves.items():
+        at = c[c["step"] == step]
+        row = {"seeds": str(at["seed"].nunique()), "Adam steps": str(step)}
+        for split in splits:
+            aps = at.loc[at["split"] == split, "AP"]
+            if aps.empty:
+                row[f"AP {split}"] = row[f"vs {reference} {split}"] = "–"
+                continue
+            row[f"AP {split}"] = f"{aps.mean():.1f}" + (f" ({np.ptp(aps):.1f})"
+                                                         if len(aps) > 1 else "")  # fmt: skip
+            diff = means[label].get(split, np.nan) - means[reference].get(split, np.nan)
+            row[f"vs {reference} {split}"] = "" if label == reference else f"{diff:+.1f}"
+        rows[label] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -105,6 +105,38 @@ def test_a_long_campaign_needs_one_ae_and_its_evaluation(tmp_path):
         dg.long_campaign(tmp_path)
 
 
+def test_settings_are_compared_at_the_largest_budget_all_reached():
+    main = dg.setting_curve({0: _long(0, [5.0, 7.0, 8.0]), 1: _long(1, [6.0, 8.0, 10.0])})
+    aid = dg.setting_curve({0: _long(0, [4.0, 9.0]), 1: _long(1, [5.0, 11.0])})
+    assert list(main.columns) == ["seed", "epoch", "step", "split", "AP"] and len(main) == 12
+    table = dg.at_budget({"main": main, "aid": aid}, "main")
+    assert list(table["Adam steps"]) == ["1200", "1200"]  # aid stops at epoch 2: 1,200 steps
+    assert table.loc["main", "AP sparse"] == "7.5 (1.0)"  # mean (range) at 1,200 steps
+    assert table.loc["aid", "AP sparse"] == "10.0 (2.0)"
+    assert table.loc["aid", "vs main sparse"] == "+2.5"
+    assert table.loc["main", "vs main sparse"] == ""
+    assert table.loc["aid", "AP occluded"] == "5.0 (1.0)"
+    assert table.loc["aid", "vs main occluded"] == "+1.2"  # 5.0 - 3.75
+    assert table.loc["aid", "seeds"] == "2"
+
+
+def test_the_published_long_build_joins_only_a_campaign_on_its_ae(tmp_path):
+    _ae_eval(tmp_path)
+    r = _long(0, [4.0, 9.0])
+    r["setting"] = "long-emit"
+    _write(tmp_path, [r])
+    pub = dg.setting_curve({0: _long(0, [5.0, 7.0])})
+    same = {"AE grouping": {"sparse": 20.0, "occluded": 15.0},
+            "AE heatmaps, ground-truth grouping": {"sparse": 30.0, "occluded": 25.0}}
+    curves, refs = dg.long_settings(tmp_path, ["long-emit", "long-sum"], (pub, same, "pub"))
+    assert list(curves) == ["long-main (the published long build)", "long-emit"]
+    assert refs == same and curves["long-main (the published long build)"] is pub
+    other = {**same, "AE grouping": {"sparse": 20.5, "occluded": 15.0}}  # another AE network
+    curves, _ = dg.long_settings(tmp_path, ["long-emit"], (pub, other, "pub"))
+    assert list(curves) == ["long-emit"]
+    assert list(curves["long-emit"]["AP"][curves["long-emit"]["split"] == "sparse"]) == [4.0, 9.0]
+
+
 def test_loss_balance_places_the_loss_between_empty_and_hedge(tmp_path):
     recs = []
     for seed, (loss, over) in enumerate(((4.0, 0.5), (3.0, 0.7))):
