@@ -39,7 +39,8 @@ class NotebookFailed(RuntimeError):
 
 #: Files the chapters read besides the package: the diagnosis records (chapters 9 and 10) and
 #: the published snapshot (every chapter head). A new record re-executes the chapters.
-READ_BY_CHAPTERS = ("experiments/results/*.json", "book/published/*.json")
+READ_BY_CHAPTERS = ("experiments/results/*.json", "experiments/results/*/*.json",
+                    "book/published/*.json")
 
 
 def code_version() -> str:

@@ -178,12 +178,15 @@ def test_a_new_record_or_snapshot_re_executes_the_chapters(tmp_path, monkeypatch
     results.mkdir(parents=True)
     (results / "cpu-main-s5.json").write_text("{}")
     second = book.code_version()
+    (results / "epyc").mkdir()
+    (results / "epyc" / "long-emit-s0.json").write_text("{}")  # a campaign's own folder
+    campaign = book.code_version()
     published = tmp_path / "book" / "published"
     published.mkdir(parents=True)
     (published / "results.json").write_text("{}")
     third = book.code_version()
     (published / "results.json").write_text('{"tables": {}}')
     fourth = book.code_version()
-    assert len({first, second, third, fourth}) == 4
+    assert len({first, second, campaign, third, fourth}) == 5
     (tmp_path / "notes.md").write_text("not read by a chapter")
     assert book.code_version() == fourth
