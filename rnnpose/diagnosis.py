@@ -404,7 +404,7 @@ def long_settings(folder: PathLike, settings: Sequence[str],
                    for k, per in refs.items() for split, v in per.items()
                    if split in theirs.get("AE grouping", {}))  # fmt: skip
         if same and theirs.get("AE grouping"):
-            out[f"{LONG_SETTING} (the published long build)"] = curve
+            out[f"{LONG_SETTING} (published build)"] = curve
     for s in settings:
         runs = setting_runs(s, folder)
         if runs:
@@ -417,7 +417,7 @@ def at_budget(curves: dict[str, pd.DataFrame], reference: str,
     """Settings compared at the largest budget all of them reached (chapter 10, the aids at the
     long budget): per setting of ``curves`` (``{label: curve}`` in :mod:`rnnpose.curves`'
     shape) its seeds, and per split the AP at that step (mean over seeds, their range in
-    brackets) and the difference of the means from ``reference``'s."""
+    brackets) and its gain: the difference of the means from ``reference``'s."""
     step = min(int(c["step"].max()) for c in curves.values())
     means = {label: c[c["step"] == step].groupby("split")["AP"].mean()
              for label, c in curves.items()}  # fmt: skip
@@ -428,11 +428,11 @@ def at_budget(curves: dict[str, pd.DataFrame], reference: str,
         for split in splits:
             aps = at.loc[at["split"] == split, "AP"]
             if aps.empty:
-                row[f"AP {split}"] = row[f"vs {reference} {split}"] = "–"
+                row[f"AP {split}"] = row[f"gain {split}"] = "–"
                 continue
             row[f"AP {split}"] = f"{aps.mean():.1f}" + (f" ({np.ptp(aps):.1f})"
                                                          if len(aps) > 1 else "")  # fmt: skip
             diff = means[label].get(split, np.nan) - means[reference].get(split, np.nan)
-            row[f"vs {reference} {split}"] = "" if label == reference else f"{diff:+.1f}"
+            row[f"gain {split}"] = "" if label == reference else f"{diff:+.1f}"
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")

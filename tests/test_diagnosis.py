@@ -113,10 +113,10 @@ def test_settings_are_compared_at_the_largest_budget_all_reached():
     assert list(table["Adam steps"]) == ["1200", "1200"]  # aid stops at epoch 2: 1,200 steps
     assert table.loc["main", "AP sparse"] == "7.5 (1.0)"  # mean (range) at 1,200 steps
     assert table.loc["aid", "AP sparse"] == "10.0 (2.0)"
-    assert table.loc["aid", "vs main sparse"] == "+2.5"
-    assert table.loc["main", "vs main sparse"] == ""
+    assert table.loc["aid", "gain sparse"] == "+2.5"
+    assert table.loc["main", "gain sparse"] == ""
     assert table.loc["aid", "AP occluded"] == "5.0 (1.0)"
-    assert table.loc["aid", "vs main occluded"] == "+1.2"  # 5.0 - 3.75
+    assert table.loc["aid", "gain occluded"] == "+1.2"  # 5.0 - 3.75
     assert table.loc["aid", "seeds"] == "2"
 
 
@@ -129,8 +129,8 @@ def test_the_published_long_build_joins_only_a_campaign_on_its_ae(tmp_path):
     same = {"AE grouping": {"sparse": 20.0, "occluded": 15.0},
             "AE heatmaps, ground-truth grouping": {"sparse": 30.0, "occluded": 25.0}}
     curves, refs = dg.long_settings(tmp_path, ["long-emit", "long-sum"], (pub, same, "pub"))
-    assert list(curves) == ["long-main (the published long build)", "long-emit"]
-    assert refs == same and curves["long-main (the published long build)"] is pub
+    assert list(curves) == ["long-main (published build)", "long-emit"]
+    assert refs == same and curves["long-main (published build)"] is pub
     other = {**same, "AE grouping": {"sparse": 20.5, "occluded": 15.0}}  # another AE network
     curves, _ = dg.long_settings(tmp_path, ["long-emit"], (pub, other, "pub"))
     assert list(curves) == ["long-emit"]
