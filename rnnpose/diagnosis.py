@@ -271,6 +271,15 @@ def setting_tables(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequen
     return Stack(*parts)
 
 
+def _mean_range(vals: Sequence[float], scale: float = 1.0, unit: str = "") -> str:
+    """A table cell: the mean of ``vals`` (times ``scale``), their range in brackets when there
+    are several, "–" when there are none."""
+    if len(vals) == 0:
+        return "–"
+    text = f"{np.mean(vals) * scale:.1f}{unit}"
+    return text + (f" ({np.ptp(vals) * scale:.1f})" if len(vals) > 1 else "")
+
+
 def loss_balance(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
                  splits: Sequence[str] = SPLITS) -> pd.DataFrame:  # fmt: skip
     """The heatmap-loss normalisation question (issue 22), one row per setting (mean over its
@@ -279,12 +288,7 @@ def loss_balance(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence
     people), in the run's own normalisation (:func:`loss_levels` of the diagnosis script);
     the stop loss per image; AP and the share of images over-counted per split."""
 
-    def cell(vals: list[float], scale: float = 1.0, unit: str = "") -> str:
-        if not vals:
-            return "–"
-        text = f"{np.mean(vals) * scale:.1f}{unit}"
-        return text + (f" ({np.ptp(vals) * scale:.1f})" if len(vals) > 1 else "")
-
+    cell = _mean_range
     rows = {}
     for s in settings:
         recs = [r for (name, _), r in sorted(runs.items()) if name == s]
@@ -397,6 +401,7 @@ def long_settings(folder: PathLike, settings: Sequence[str],
     frozen AE, so its decoder runs are this script's ``run long-main`` -- and is left out
     otherwise (another machine's network)."""
     refs = ae_reference(folder)
+    runs = load_runs(folder)
     out: dict[str, pd.DataFrame] = {}
     if published is not None:
         curve, theirs, _ = published
@@ -406,9 +411,9 @@ def long_settings(folder: PathLike, settings: Sequence[str],
         if same and theirs.get("AE grouping"):
             out[f"{LONG_SETTING} (published build)"] = curve
     for s in settings:
-        runs = setting_runs(s, folder)
-        if runs:
-            out[s] = setting_curve(runs)
+        seeds = {seed: r for (name, seed), r in runs.items() if name == s}
+        if seeds:
+            out[s] = setting_curve(seeds)
     return out, refs
 
 
@@ -419,20 +424,18 @@ def at_budget(curves: dict[str, pd.DataFrame], reference: str,
     shape) its seeds, and per split the AP at that step (mean over seeds, their range in
     brackets) and its gain: the difference of the means from ``reference``'s."""
     step = min(int(c["step"].max()) for c in curves.values())
-    means = {label: c[c["step"] == step].groupby("split")["AP"].mean()
-             for label, c in curves.items()}  # fmt: skip
+    at = {label: c[c["step"] == step] for label, c in curves.items()}
+    ref = at[reference].groupby("split")["AP"].mean()
     rows = {}
-    for label, c in curves.items():
-        at = c[c["step"] == step]
-        row = {"seeds": str(at["seed"].nunique()), "Adam steps": str(step)}
+    for label, here in at.items():
+        row = {"seeds": str(here["seed"].nunique()), "Adam steps": str(step)}
         for split in splits:
-            aps = at.loc[at["split"] == split, "AP"]
+            aps = here.loc[here["split"] == split, "AP"]
+            row[f"AP {split}"] = _mean_range(aps)
             if aps.empty:
-                row[f"AP {split}"] = row[f"gain {split}"] = "–"
-                continue
-            row[f"AP {split}"] = f"{aps.mean():.1f}" + (f" ({np.ptp(aps):.1f})"
-                                                         if len(aps) > 1 else "")  # fmt: skip
-            diff = means[label].get(split, np.nan) - means[reference].get(split, np.nan)
-            row[f"gain {split}"] = "" if label == reference else f"{diff:+.1f}"
+                row[f"gain {split}"] = "–"
+            else:
+                gain = aps.mean() - ref.get(split, np.nan)
+                row[f"gain {split}"] = "" if label == reference else f"{gain:+.1f}"
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
