@@ -156,6 +156,19 @@ def test_loss_balance_places_the_loss_between_empty_and_hedge(tmp_path):
     assert row["over-counted sparse"] == "60.0 % (20.0)"
 
 
+def test_paired_gain_compares_the_same_seeds_of_two_settings(tmp_path):
+    _write(tmp_path, [_record("sum", 0, 12.0, 9.0), _record("sum", 1, 10.0, 9.5),
+                      _record("sum", 5, 99.0, 99.0),  # no partner: left out
+                      _record("base", 0, 11.0, 9.5), _record("base", 1, 7.0, 9.0)])
+    table = dg.paired_gain(dg.load_runs(tmp_path), "sum", "base", splits=("sparse", "occluded"))
+    assert table.loc["sparse", "seeds"] == 2
+    assert table.loc["sparse", "mean difference"] == pytest.approx(2.0)  # +1 and +3
+    assert (table.loc["sparse", "smallest"], table.loc["sparse", "largest"]) == (1.0, 3.0)
+    assert table.loc["sparse", "seeds higher"] == "2 of 2"
+    assert table.loc["occluded", "mean difference"] == pytest.approx(0.0)  # -0.5 and +0.5
+    assert table.loc["occluded", "seeds higher"] == "1 of 2"
+
+
 def _script():
     """``experiments/diagnosis.py`` as a module (it is a script, not part of the package)."""
     import importlib.util
