@@ -51,10 +51,12 @@ class Profile:
     # beyond the paper (off in ``paper``; see rnnpose.models.rmpp.Decoder): LSTM1 also reads
     # the running max of the heatmaps emitted so far / G broadcast global-context channels /
     # two coordinate channels
-    # heatmap-loss normalisation (see rnnpose.losses.rmpp.heatmap_scale): "person" (an empty
-    # prediction of a labelled person costs 1), "joint" (1 per labelled joint), "sum" (the
-    # plain pixel sum of squares, the paper's literal squared l2)
-    rmpp_heatmap_norm: str = "person"
+    # heatmap-loss normalisation (see rnnpose.losses.rmpp.heatmap_scale): "sum" (the plain
+    # pixel sum of squares, the paper's literal squared l2 of eq. 2; every profile's),
+    # "joint" (an empty prediction costs 1 per labelled joint), "person" (1 per labelled
+    # person: the profiles' scale until issue 22, whose campaigns had val choose sum at 1,200
+    # and 4,800 decoder steps on two CPU models: book chapter 10, sections 7-8)
+    rmpp_heatmap_norm: str = "sum"
     rmpp_input: str = "features"  # "features" (paper) | "features+tags" | "features+maps"
     rmpp_emitted: bool = False
     rmpp_context: int = 0
