@@ -247,6 +247,40 @@ def plot_settings(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequenc
     return fig
 
 
+def plot_paired(runs: dict[tuple[str, int], dict[str, Any]], setting: str, reference: str,
+                ae: dict[str, dict[str, float]] | None = None,
+                splits: Sequence[str] = SPLITS):  # -> matplotlib Figure
+    """``reference`` and ``setting`` seed by seed (the figure of :func:`paired_gain`): per split
+    one line per decoder seed from its AP under ``reference`` to its AP under ``setting``
+    (green where it rose, red where it fell), seeds only one of them ran as lone grey dots, AE's
+    grouping of the same network dotted. Where the seeds lie wide apart, the slopes show what
+    two settings' means and ranges hide."""
+    from matplotlib.figure import Figure
+
+    a, b = setting_runs_of(runs, reference), setting_runs_of(runs, setting)
+    fig = Figure(figsize=(2.6 * len(splits) + 0.6, 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(splits)))
+    for ax, split in zip(axes, splits, strict=True):
+        for seed in sorted(set(a) | set(b)):
+            ys = [final(r[seed])[split]["AP"] if seed in r and split in final(r[seed])
+                  else np.nan for r in (a, b)]  # fmt: skip
+            if np.isnan(ys).any():
+                ax.scatter([0, 1], ys, color="0.6", s=12, zorder=3)
+                continue
+            ax.plot([0, 1], ys, marker="o", ms=4, color="C2" if ys[1] > ys[0] else "C3")
+            ax.annotate(f"seed {seed}", (1, ys[1]), xytext=(4, 0), textcoords="offset points",
+                        fontsize=6, va="center")  # fmt: skip
+        if ae is not None and split in ae:
+            ax.axhline(ae[split]["AP"], color="k", ls=":", label="AE grouping")
+        ax.set_xticks([0, 1], [reference, setting], fontsize=8)
+        ax.set(title=split, xlim=(-0.3, 1.45))
+    axes[0].set_ylabel("AP, final")
+    if ae is not None:
+        axes[-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def setting_tables(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
                    ae: dict[str, dict[str, float]] | None = None,
                    splits: Sequence[str] = SPLITS):  # -> rnnpose.tables.Stack
@@ -329,6 +363,16 @@ def paired_gain(runs: dict[tuple[str, int], dict[str, Any]], setting: str, refer
                        "smallest": min(diffs), "largest": max(diffs),
                        "seeds higher": f"{sum(d > 0 for d in diffs)} of {len(diffs)}"}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def seed_table(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],
+               splits: Sequence[str] = SPLITS, metric: str = "AP") -> pd.DataFrame:  # fmt: skip
+    """Every seed's final ``metric``: one row per setting and seed (``"SETTING seed N"``, in
+    the given order of settings, seeds ascending), one column per split; the spread between
+    two builds of one commit on one CPU model, seed by seed."""
+    rows = {f"{s} seed {seed}": {sp: final(r)[sp][metric] for sp in splits if sp in final(r)}
+            for s in settings for seed, r in sorted(setting_runs_of(runs, s).items())}
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(splits))
 
 
 def setting_runs_of(runs: dict[tuple[str, int], dict[str, Any]],

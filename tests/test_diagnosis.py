@@ -169,6 +169,26 @@ def test_paired_gain_compares_the_same_seeds_of_two_settings(tmp_path):
     assert table.loc["occluded", "seeds higher"] == "1 of 2"
 
 
+def test_seed_table_lists_every_seed_of_each_setting_in_order(tmp_path):
+    _write(tmp_path, [_record("b", 1, 7.0, 6.0), _record("a", 3, 12.0, 9.0),
+                      _record("b", 0, 5.0, 4.5), _record("c", 0, 1.0, 1.0)])
+    table = dg.seed_table(dg.load_runs(tmp_path), ["b", "a"], splits=("sparse", "occluded"))
+    assert list(table.index) == ["b seed 0", "b seed 1", "a seed 3"]  # "c" not asked for
+    assert table.loc["b seed 1", "sparse"] == 7.0 and table.loc["a seed 3", "occluded"] == 9.0
+    assert list(table.columns) == ["sparse", "occluded"]
+
+
+def test_plot_paired_draws_one_line_per_shared_seed_coloured_by_its_direction(tmp_path):
+    _write(tmp_path, [_record("sum", 0, 12.0, 9.0), _record("sum", 1, 6.0, 9.5),
+                      _record("sum", 2, 8.0, 8.0),  # no partner: a lone dot
+                      _record("base", 0, 11.0, 9.5), _record("base", 1, 7.0, 9.0)])
+    fig = dg.plot_paired(dg.load_runs(tmp_path), "sum", "base", splits=("sparse",))
+    (ax,) = fig.axes
+    lines = {tuple(ln.get_ydata()): ln.get_color() for ln in ax.get_lines()}
+    assert lines == {(11.0, 12.0): "C2", (7.0, 6.0): "C3"}  # seed 0 rose, seed 1 fell
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["base", "sum"]
+
+
 def _script():
     """``experiments/diagnosis.py`` as a module (it is a script, not part of the package)."""
     import importlib.util
