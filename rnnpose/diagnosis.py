@@ -399,6 +399,25 @@ def spread_machine(setting: str = MAIN_SETTING, folder: PathLike = RESULTS) -> s
     return f"{len(runs)} seeds of {setting} on {', '.join(cpu_models(runs))}"
 
 
+#: The default build's main run as a diagnosis setting (the `cpu` profile trains with the plain
+#: sum since issue 22) and the campaign that ran it on >= 5 decoder seeds: its seed range, the
+#: widest measured for that run on any CPU model, judges the main comparison (chapter 9).
+DEFAULT_SETTING = "cpu-sum"
+DEFAULT_CAMPAIGN = RESULTS / "xeon-avx512"
+
+
+def default_spread() -> float:
+    """The seed-to-seed spread the main comparison's verdicts are judged against: the
+    largest range of :data:`DEFAULT_SETTING`'s final AP over its seeds in
+    :data:`DEFAULT_CAMPAIGN` (``sparse`` or ``occluded``)."""
+    return seed_spread(DEFAULT_SETTING, DEFAULT_CAMPAIGN)
+
+
+def default_spread_machine() -> str:
+    """Where :func:`default_spread` was measured (``"N seeds of SETTING on CPU"``)."""
+    return spread_machine(DEFAULT_SETTING, DEFAULT_CAMPAIGN)
+
+
 #: The diagnosis setting with the long build's decoder schedule (8 epochs, 4,800 Adam steps,
 #: evaluated after every epoch: its epoch 2 is the default budget, ``cpu-main``).
 LONG_SETTING = "long-main"
@@ -465,12 +484,13 @@ def setting_curve(runs: dict[int, dict[str, Any]]) -> pd.DataFrame:
 
 def long_settings(folder: PathLike, settings: Sequence[str],
                   published: tuple[pd.DataFrame, dict[str, dict[str, float]], str] | None = None,
+                  label: str = f"{LONG_SETTING} (published build)",
                   ) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, float]]]:  # fmt: skip
     """The long-budget settings of one campaign (``folder``: one CPU model, one frozen AE) as
-    ``({label: curve}, AE references)``. ``published`` (:func:`rnnpose.curves.published_curve`)
-    leads as ``long-main`` where its AE references equal the campaign's to 1e-6 -- the same
-    frozen AE, so its decoder runs are this script's ``run long-main`` -- and is left out
-    otherwise (another machine's network)."""
+    ``({label: curve}, AE references)``. ``published`` (:func:`rnnpose.curves.published_curve`
+    of a long build's snapshot) leads as ``label`` where its AE references equal the
+    campaign's to 1e-6 -- the same frozen AE, so its decoder runs are this script's ``run
+    long-main`` -- and is left out otherwise (another machine's network)."""
     refs = ae_reference(folder)
     runs = load_runs(folder)
     out: dict[str, pd.DataFrame] = {}
@@ -480,7 +500,7 @@ def long_settings(folder: PathLike, settings: Sequence[str],
                    for k, per in refs.items() for split, v in per.items()
                    if split in theirs.get("AE grouping", {}))  # fmt: skip
         if same and theirs.get("AE grouping"):
-            out[f"{LONG_SETTING} (published build)"] = curve
+            out[label] = curve
     for s in settings:
         seeds = {seed: r for (name, seed), r in runs.items() if name == s}
         if seeds:

@@ -189,6 +189,24 @@ def test_plot_paired_draws_one_line_per_shared_seed_coloured_by_its_direction(tm
     assert [t.get_text() for t in ax.get_xticklabels()] == ["base", "sum"]
 
 
+def test_settings_keep_the_per_person_scale_they_were_recorded_with():
+    # the profiles train with the plain sum since issue 22; a setting changes only what it says
+    script = _script()
+    assert script.setting_profile(script.SETTINGS["cpu-main"]).rmpp_heatmap_norm == "person"
+    assert script.setting_profile(script.SETTINGS["cpu-sum"]).rmpp_heatmap_norm == "sum"
+    assert script.setting_profile(script.SETTINGS["cpu-joint"]).rmpp_heatmap_norm == "joint"
+    assert script.setting_profile(script.SETTINGS["long-emit"]).rmpp_emitted
+
+
+def test_the_default_runs_spread_comes_from_five_seeds_on_a_named_cpu():
+    # issue 22, item 7: the committed campaign behind chapter 9's verdicts keeps >= 5 seeds
+    runs = dg.load_runs(dg.DEFAULT_CAMPAIGN)
+    assert dg.seeds(runs, dg.DEFAULT_SETTING) >= 5
+    aps = [dg.final(r)["sparse"]["AP"] for r in dg.setting_runs_of(runs, "cpu-sum").values()]
+    assert dg.default_spread() >= max(aps) - min(aps) > 0
+    assert dg.default_spread_machine().startswith("5 seeds of cpu-sum on Intel")
+
+
 def _script():
     """``experiments/diagnosis.py`` as a module (it is a script, not part of the package)."""
     import importlib.util
