@@ -171,6 +171,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "long-joint": {"desc": "long-main with the heatmap loss normalised per joint (x17)",
                    "profile": {"rmpp_heatmap_norm": "joint"}, "options": {"batch_size": 2},
                    "procs": 2, "epochs": 8, "lr_drop": 9},
+    # the aid at the long budget on the scale the profiles train with since issue 22 (item 6)
+    "long-sum-emit": {"desc": "long-sum + emitted-heatmap memory input (beyond the paper)",
+                      "profile": {"rmpp_heatmap_norm": "sum", "rmpp_emitted": True},
+                      "options": {"batch_size": 2}, "procs": 2, "epochs": 8, "lr_drop": 9},
     # selection needs something non-local: AE's tags (a per-person code) + global context (a
     # broadcast maximum) + the emitted memory, together
     "b1-fit16-tce": {"desc": "fit 16 images, + tags input, global context, emitted memory",
