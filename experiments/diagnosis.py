@@ -37,7 +37,7 @@ from rnnpose.analysis import count_errors, joint_errors  # noqa: E402
 from rnnpose.checkpoint import CheckpointError  # noqa: E402
 from rnnpose.config import get_profile  # noqa: E402
 from rnnpose.evaluate import evaluate_keypoints  # noqa: E402
-from rnnpose.experiments import Experiment  # noqa: E402
+from rnnpose.experiments import Experiment, check_resume_machine  # noqa: E402
 from rnnpose.io import DataError, atomic_write_json, cpu_model, env_stamp, read_json  # noqa: E402
 from rnnpose.predict import predict_split  # noqa: E402
 from rnnpose.results import is_number  # noqa: E402
@@ -227,6 +227,7 @@ def train_ae_run(args: argparse.Namespace) -> None:
     tr = exp.split("train")
     out = ae_dir(args.root, args.seed, args.variant)
     prof = get_profile("cpu", **AE_VARIANTS[args.variant])
+    check_resume_machine(out)  # an interrupted run resumes on its own CPU model only
     t0 = time.perf_counter()
     train_ae(prof, None, out, seed=args.seed, quiet=True, ann_file=tr.ann_file,
              image_root=tr.image_root, resume=(out / "last.pt").exists())  # fmt: skip
@@ -306,6 +307,7 @@ def run_setting(args: argparse.Namespace) -> None:
     epochs = int(args.epochs or spec["epochs"])
     prof = prof.replace(rmpp_epochs=epochs, rmpp_lr_drop_epoch=spec.get("lr_drop", epochs))
     out = args.root / "runs" / f"{args.name}-s{args.seed}"
+    check_resume_machine(out)  # an interrupted run resumes on its own CPU model only
     t0 = time.perf_counter()
     kwargs = dict(profile=prof, ae_run=ae, data_dir=None, out_dir=out, seed=args.seed,
                   quiet=True, ann_file=tr.ann_file, image_root=tr.image_root,

@@ -37,6 +37,28 @@ _NOT_EVALUATION = {"viz.py", "book.py", "paper.py", "experiments.py", "cli.py", 
                    "curves.py"}  # fmt: skip
 
 
+def check_resume_machine(run: Path, device: str = "cpu") -> None:
+    """Refuse (:class:`DataError`, before anything is written) to resume an interrupted CPU
+    training run on another CPU model than the one it started on (its ``config.json`` names
+    it): the same commit trains to other weights on each, so a run resumed there would be
+    neither machine's. A finished run (``done.json``), a folder without a run and a CUDA
+    device pass."""
+    from rnnpose.io import cpu_model
+
+    cfg = run / "config.json"
+    if not str(device).startswith("cpu") or (run / "done.json").exists() or not cfg.is_file():
+        return
+    config = read_json(cfg)
+    env = config.get("env") if isinstance(config, dict) else None
+    then = env.get("cpu") if isinstance(env, dict) else None
+    now = cpu_model()
+    if then and then != now:
+        raise DataError(f"{cfg}: field 'env.cpu': this interrupted run started on {then}, and "
+                        f"this machine is {now}; resuming it here would mix two CPU models' "
+                        "training. Finish it on that machine, or delete the folder to train "
+                        "it again here")  # fmt: skip
+
+
 def samples_dir() -> Path:
     """The real COCO val2017 and OCHuman samples shipped with the repository (``data/samples``:
     4 and 3 images with their annotation files, provenance and licence notes)."""
@@ -213,6 +235,7 @@ class Experiment:
                 "data": train.key()}  # fmt: skip
         out = self._run_dir("ae", spec, name=prof.name)
         if not (out / "done.json").exists():
+            check_resume_machine(out, self.device)
             train_ae(prof, train.ann_file.parent, out, resume=True, seed=self.seed,
                      quiet=self.quiet, device=self.device, ann_file=train.ann_file,
                      image_root=train.image_root)  # fmt: skip
@@ -266,6 +289,7 @@ class Experiment:
                 "data": train.key(), "ae": self._ae_name(ae_run), "options": opts}  # fmt: skip
         out = self._run_dir("rmpp", spec)
         if not (out / "done.json").exists():
+            check_resume_machine(out, self.device)
             kwargs = dict(profile=self.profile, ae_run=ae_run, data_dir=train.ann_file.parent,
                           out_dir=out, resume=True, seed=seed, quiet=self.quiet,
                           device=self.device, ann_file=train.ann_file,

@@ -157,3 +157,31 @@ def test_a_resume_makes_the_log_agree_with_the_checkpoint(tmp_path):
     run.resume_payload(True)
     assert run.read_log() == full
     assert run.resume_payload(False) is None
+
+
+def test_an_interrupted_run_resumes_only_on_the_cpu_model_it_started_on(tmp_path, monkeypatch):
+    """A build killed on one machine and started again on another CPU model refuses, naming the
+    run and both CPUs, before training: the two would train to other weights (issue 22)."""
+    import json
+
+    import rnnpose.train.ae as train_ae
+    from rnnpose.io import DataError, cpu_model
+
+    def killed(prof, data, out, **kw):  # the run starts on another machine and is killed
+        Path(out).mkdir(parents=True)
+        (Path(out) / "config.json").write_text(json.dumps({"method": "ae",
+                                                           "env": {"cpu": "Other CPU, AVX2"}}))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_ae, "train_ae", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Experiment("tiny", artifacts=tmp_path, quiet=True).ae()
+    resumed = []
+    monkeypatch.setattr(train_ae, "train_ae", lambda prof, data, out, **kw: resumed.append(out))
+    with pytest.raises(DataError, match=r"field 'env.cpu'.*started on Other CPU, AVX2"):
+        Experiment("tiny", artifacts=tmp_path, quiet=True).ae()
+    assert resumed == []  # refused before any training
+    (cfg,) = (tmp_path / "runs").glob("ae-tiny-*/config.json")
+    cfg.write_text(json.dumps({"method": "ae", "env": {"cpu": cpu_model()}}))
+    run = Experiment("tiny", artifacts=tmp_path, quiet=True).ae()  # its own CPU: it resumes
+    assert resumed == [run] and (run / "done.json").is_file()
