@@ -5,8 +5,8 @@ steps so far), ``split``, ``AP`` (:meth:`rnnpose.experiments.Experiment.curve` f
 :func:`stack` for several seeds). The question of issue 22 is read off it against AE's
 grouping on the same frozen network: the gap RMPP - AE at each doubling of the budget, its
 change per doubling, and one sentence that says whether the gap closes, narrows (by how much
-per doubling) or narrows by no more than the seed spread at the budgets measured. Nothing here extrapolates silently:
-:func:`answer` labels the one extrapolation it makes.
+per doubling) or narrows by no more than the seed spread at the budgets measured. Nothing here
+extrapolates silently: :func:`answer` labels the one extrapolation it makes.
 """
 
 from __future__ import annotations
