@@ -301,6 +301,9 @@ def run(args: argparse.Namespace) -> int:
             check_publishable(args.profile, args.device)
         if args.only:
             raise DataError("--publish: a snapshot needs every notebook (drop --only)")
+    from rnnpose.experiments import check_resumable_runs
+
+    check_resumable_runs(args.device)  # an interrupted build resumes on its own CPU model only
     params = {"profile": args.profile, "data_root": args.data_root, "device": args.device,
               "seed": args.seed, "widgets": False}  # fmt: skip
     t0 = time.perf_counter()

@@ -59,6 +59,14 @@ def check_resume_machine(run: Path, device: str = "cpu") -> None:
                         "it again here")  # fmt: skip
 
 
+def check_resumable_runs(device: str = "cpu", artifacts: Path | None = None) -> None:
+    """:func:`check_resume_machine` for every run in the cache (``artifacts/runs``; default
+    :data:`ARTIFACTS`): a book build checks them all before executing any notebook, so a
+    build interrupted on another CPU model stops with one line, not inside a notebook."""
+    for run in sorted(((artifacts or ARTIFACTS) / "runs").glob("*/")):
+        check_resume_machine(run, device)
+
+
 def samples_dir() -> Path:
     """The real COCO val2017 and OCHuman samples shipped with the repository (``data/samples``:
     4 and 3 images with their annotation files, provenance and licence notes)."""

@@ -185,3 +185,25 @@ def test_an_interrupted_run_resumes_only_on_the_cpu_model_it_started_on(tmp_path
     cfg.write_text(json.dumps({"method": "ae", "env": {"cpu": cpu_model()}}))
     run = Experiment("tiny", artifacts=tmp_path, quiet=True).ae()  # its own CPU: it resumes
     assert resumed == [run] and (run / "done.json").is_file()
+
+
+def test_a_book_build_resumed_on_another_cpu_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    import rnnpose.book as book
+    import rnnpose.experiments as experiments
+
+    run = tmp_path / "runs" / "rmpp-cpu-0123456789ab"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"method": "rmpp",
+                                                 "env": {"cpu": "Other CPU, AVX2 kernels"}}))
+    monkeypatch.setattr(experiments, "ARTIFACTS", tmp_path)
+    executed = []
+    monkeypatch.setattr(book, "execute_all", lambda *a, **k: executed.append(1) or {})
+    assert book.main(["--profile", "tiny", "--no-html"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rmpp-cpu-0123456789ab/config.json: field 'env.cpu'" in err[0]
+    assert executed == []  # refused before any notebook ran
+    (run / "done.json").write_text("{}")  # a finished run is only read, on any machine
+    monkeypatch.setattr(book, "write_build_results", lambda params, seconds: tmp_path / "r.json")
+    assert book.main(["--profile", "tiny", "--no-html"]) == 0 and executed == [1]
