@@ -5,8 +5,8 @@ steps so far), ``split``, ``AP`` (:meth:`rnnpose.experiments.Experiment.curve` f
 :func:`stack` for several seeds). The question of issue 22 is read off it against AE's
 grouping on the same frozen network: the gap RMPP - AE at each doubling of the budget, its
 change per doubling, and one sentence that says whether the gap closes, narrows (by how much
-per doubling) or stops narrowing at the budgets measured. Nothing here extrapolates silently:
-:func:`answer` labels the one extrapolation it makes.
+per doubling) or narrows by no more than the seed spread at the budgets measured. Nothing here
+extrapolates silently: :func:`answer` labels the one extrapolation it makes.
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def rate(table: pd.DataFrame, split: str, last: int = 2) -> float:
 
 
 def verdict(table: pd.DataFrame, split: str, spread: float) -> str:
-    """One clause for ``split``: "closes", "narrows by X AP per doubling", "stops narrowing"
-    or "widens", judged against the seed-to-seed ``spread`` (AP points)."""
+    """One clause for ``split``: "closes", "narrows by X AP per doubling", "no narrowing this
+    build can measure" (the change over the last two doublings is within the seed-to-seed
+    ``spread``, AP points: flat, or too noisy to tell) or "widens"."""
     part = table[table["split"] == split]
     if part.empty:
         return f"{split}: no curve"
@@ -111,8 +112,9 @@ def verdict(table: pd.DataFrame, split: str, spread: float) -> str:
                 f"steps, to reach AE)")  # fmt: skip
     if r < -spread / 2:
         return f"{where} and widens by {-r:.1f} AP per doubling"
-    return (f"{where} and stops narrowing at this scale ({r:+.1f} AP per doubling over the "
-            f"last doublings, within the seed spread of {spread:.1f})")  # fmt: skip
+    return (f"{where}; over the last doublings it changed by {r:+.1f} AP per doubling, inside "
+            f"the seed spread of {spread:.1f} AP: no narrowing this build can measure at this "
+            "scale")  # fmt: skip
 
 
 def answer(table: pd.DataFrame, splits: list[str], spread: float) -> str:

@@ -189,6 +189,15 @@ def test_plot_paired_draws_one_line_per_shared_seed_coloured_by_its_direction(tm
     assert [t.get_text() for t in ax.get_xticklabels()] == ["base", "sum"]
 
 
+def test_settings_keep_the_per_person_scale_they_were_recorded_with():
+    # a setting changes only what it says, whatever scale the profiles train with
+    script = _script()
+    assert script.setting_profile(script.SETTINGS["cpu-main"]).rmpp_heatmap_norm == "person"
+    assert script.setting_profile(script.SETTINGS["cpu-sum"]).rmpp_heatmap_norm == "sum"
+    assert script.setting_profile(script.SETTINGS["cpu-joint"]).rmpp_heatmap_norm == "joint"
+    assert script.setting_profile(script.SETTINGS["long-emit"]).rmpp_emitted
+
+
 def _script():
     """``experiments/diagnosis.py`` as a module (it is a script, not part of the package)."""
     import importlib.util
