@@ -52,9 +52,9 @@ NEEDS_ROOT = ("ae", "ae-eval", "ae-grid", "run", "relog")
 SPLITS = ("val", "sparse", "occluded")
 
 #: what every setting starts from: the `cpu` profile as its main run was trained when the
-#: settings were registered, with the repository's per-person heatmap-loss scale (the profiles
-#: train with the plain sum since issue 22; ``cpu-sum`` is the default build's main run now),
-#: so each record keeps the meaning it was made with
+#: settings were registered, with the repository's per-person heatmap-loss scale, pinned so
+#: that each record keeps the meaning it was made with whatever scale the profiles train with
+#: (issue 22 chose the plain sum: ``cpu-sum``)
 BASE: dict[str, Any] = {"rmpp_heatmap_norm": "person"}
 
 #: setting -> what changes against the `cpu` profile's main run (on :data:`BASE`). ``profile``:

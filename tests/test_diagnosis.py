@@ -190,7 +190,7 @@ def test_plot_paired_draws_one_line_per_shared_seed_coloured_by_its_direction(tm
 
 
 def test_settings_keep_the_per_person_scale_they_were_recorded_with():
-    # the profiles train with the plain sum since issue 22; a setting changes only what it says
+    # a setting changes only what it says, whatever scale the profiles train with
     script = _script()
     assert script.setting_profile(script.SETTINGS["cpu-main"]).rmpp_heatmap_norm == "person"
     assert script.setting_profile(script.SETTINGS["cpu-sum"]).rmpp_heatmap_norm == "sum"
