@@ -261,6 +261,7 @@ def plot_paired(runs: dict[tuple[str, int], dict[str, Any]], setting: str, refer
     fig = Figure(figsize=(2.6 * len(splits) + 0.6, 3.2))
     axes = np.atleast_1d(fig.subplots(1, len(splits)))
     for ax, split in zip(axes, splits, strict=True):
+        ends = {}
         for seed in sorted(set(a) | set(b)):
             ys = [final(r[seed])[split]["AP"] if seed in r and split in final(r[seed])
                   else np.nan for r in (a, b)]  # fmt: skip
@@ -268,8 +269,10 @@ def plot_paired(runs: dict[tuple[str, int], dict[str, Any]], setting: str, refer
                 ax.scatter([0, 1], ys, color="0.6", s=12, zorder=3)
                 continue
             ax.plot([0, 1], ys, marker="o", ms=4, color="C2" if ys[1] > ys[0] else "C3")
-            ax.annotate(f"seed {seed}", (1, ys[1]), xytext=(4, 0), textcoords="offset points",
-                        fontsize=6, va="center")  # fmt: skip
+            ends[seed] = ys[1]
+        for seed, y in _spaced(ends, 0.06 * np.ptp(ax.get_ylim())).items():
+            ax.annotate(f"seed {seed}", (1, ends[seed]), xytext=(1.06, y), fontsize=6,
+                        va="center", textcoords="data")  # fmt: skip
         if ae is not None and split in ae:
             ax.axhline(ae[split]["AP"], color="k", ls=":", label="AE grouping")
         ax.set_xticks([0, 1], [reference, setting], fontsize=8)
@@ -279,6 +282,17 @@ def plot_paired(runs: dict[tuple[str, int], dict[str, Any]], setting: str, refer
         axes[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def _spaced(ys: dict[Any, float], gap: float) -> dict[Any, float]:
+    """Label heights for points at heights ``ys``: in the same order, at least ``gap`` apart,
+    each as near its point as that allows (pushed upwards from the lowest)."""
+    out: dict[Any, float] = {}
+    last = -np.inf
+    for key, y in sorted(ys.items(), key=lambda kv: kv[1]):
+        last = max(y, last + gap)
+        out[key] = last
+    return out
 
 
 def setting_tables(runs: dict[tuple[str, int], dict[str, Any]], settings: Sequence[str],

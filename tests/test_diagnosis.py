@@ -207,6 +207,11 @@ def test_the_default_runs_spread_comes_from_five_seeds_on_a_named_cpu():
     assert dg.default_spread_machine().startswith("5 seeds of cpu-sum on Intel")
 
 
+def test_labels_of_close_points_are_spaced_apart_in_order():
+    placed = dg._spaced({"a": 12.0, "b": 12.1, "c": 5.0, "d": 12.05}, gap=1.0)
+    assert placed == {"c": 5.0, "a": 12.0, "d": 13.0, "b": 14.0}
+
+
 def _script():
     """``experiments/diagnosis.py`` as a module (it is a script, not part of the package)."""
     import importlib.util
