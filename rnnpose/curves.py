@@ -92,23 +92,28 @@ def rate(table: pd.DataFrame, split: str, last: int = 2) -> float:
 
 
 def verdict(table: pd.DataFrame, split: str, spread: float) -> str:
-    """One clause for ``split``: "closes", "narrows by X AP per doubling", "no narrowing this
-    build can measure" (the change over the last two doublings is within the seed-to-seed
-    ``spread``, AP points: flat, or too noisy to tell) or "widens"."""
+    """One clause for ``split``: "closes" (and whether the lead is more than the seed-to-seed
+    ``spread``, AP points, or inside it: level), "narrows by X AP per doubling", "no narrowing
+    this build can measure" (the change over the last two doublings is within ``spread``:
+    flat, or too noisy to tell) or "widens"."""
     part = table[table["split"] == split]
     if part.empty:
         return f"{split}: no curve"
     end = part.iloc[-1]
     where = f"{split}: at {int(end['step']):,} Adam steps the gap is {end['gap']:+.1f} AP"
+    inside = f"inside the seed spread of {spread:.1f} AP"
     if end["gap"] >= 0:
-        return f"{where}: the gap closes"
+        if end["gap"] > spread:
+            return f"{where}: the gap closes, the decoder ahead by more than the seed spread"
+        return f"{where}: the gap closes, {inside} (level with AE, not ahead)"
     r = rate(table, split)
     if math.isnan(r):
         return f"{where} (one budget only: no rate)"
     if r > spread / 2:
         more = math.ceil(-end["gap"] / r - 1e-9)
-        return (f"{where} and narrows by {r:.1f} AP per doubling (extrapolated at that rate: "
-                f"{more} more doubling{'s' * (more != 1)}, {int(end['step']) * 2**more:,} "
+        level = f", already {inside}" if -end["gap"] < spread else ""
+        return (f"{where}{level}, and narrows by {r:.1f} AP per doubling (extrapolated at that "
+                f"rate: {more} more doubling{'s' * (more != 1)}, {int(end['step']) * 2**more:,} "
                 f"steps, to reach AE)")  # fmt: skip
     if r < -spread / 2:
         return f"{where} and widens by {-r:.1f} AP per doubling"

@@ -40,8 +40,16 @@ def test_gaps_and_rate_per_doubling_known_answer():
     text = curves.verdict(t, "sparse", spread=1.0)
     assert "-4.0 AP" in text and "narrows by 2.0 AP per doubling" in text
     assert "extrapolated" in text and "2 more doublings, 19,200 steps" in text
-    occ = curves.verdict(t, "occluded", spread=1.0)  # 16 against 15: ahead
-    assert "+1.0 AP" in occ and "closes" in occ
+    occ = curves.verdict(t, "occluded", spread=1.0)  # 16 against 15, by one spread: level
+    assert "+1.0 AP" in occ and "closes" in occ and "level with AE, not ahead" in occ
+    occ = curves.verdict(t, "occluded", spread=0.5)  # ahead by twice the spread
+    assert "ahead by more than the seed spread" in occ and "level" not in occ
+    # a gap behind AE but inside the spread is said to be so, beside its rate
+    fast = curves.gaps(curve(lambda st, sp: 10 + 4 * math.log2(st / 600)),
+                       {"sparse": 24.0}, ["sparse"])  # 22 at 4,800 steps  # fmt: skip
+    near = curves.verdict(fast, "sparse", spread=3.0)
+    assert "-2.0 AP, already inside the seed spread of 3.0 AP, and narrows by 4.0" in near
+    assert "inside" not in text
 
 
 def test_a_flat_or_falling_curve_is_said_so():
