@@ -145,13 +145,19 @@ def plot(curves: Mapping[str, pd.DataFrame], refs: Mapping[str, Mapping[str, flo
             part = curve[curve["split"] == split]
             for seed, line in part.groupby("seed"):
                 line = line.sort_values("step")
-                ax.plot(line["step"], line["AP"], marker=markers[k % len(markers)], ms=4,
-                        color=colour[label], alpha=0.9, label=f"{label}, seed {seed}")  # fmt: skip
+                # the first build on top, hollow: where two builds share a point (the long
+                # build's default budget is the default build's), both stay visible
+                ax.plot(line["step"], line["AP"], marker=markers[k % len(markers)],
+                        ms=7 if k == 0 else 4, mfc="none" if k == 0 else None,
+                        zorder=4 if k == 0 else 2, color=colour[label], alpha=0.9,
+                        label=f"{label}, seed {seed}")  # fmt: skip
+        first = next(iter(curves), None)
         for j, (label, values) in enumerate(refs.items()):
             if split in values:
-                ax.axhline(values[split], color=colour.get((ref_of or {}).get(label, ""), "k"),
+                owner = (ref_of or {}).get(label, "")
+                ax.axhline(values[split], color=colour.get(owner, "k"),
                            ls=("--", ":", "-.", (0, (5, 1)))[j % 4], lw=1,
-                           label=label)  # fmt: skip
+                           zorder=3 if owner == first else 1, label=label)  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set(title=split, xlabel="decoder Adam steps (log scale)")
         ax.grid(alpha=0.3)

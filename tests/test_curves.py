@@ -104,6 +104,11 @@ def test_each_reference_takes_the_colour_of_the_build_whose_network_it_measures(
     assert lines["this build, seed 0"].get_color() == lines["AE (this build)"].get_color() == "C0"
     assert lines["long budget, seed 0"].get_color() == lines["AE (long budget)"].get_color() == "C1"
     assert lines["somebody's"].get_color() == "k"
+    # the first build is drawn above the others (hollow markers, higher zorder), its
+    # reference above theirs: a point or line two builds share shows both
+    assert lines["this build, seed 0"].get_zorder() > lines["long budget, seed 0"].get_zorder()
+    assert lines["this build, seed 0"].get_markerfacecolor() == "none"
+    assert lines["AE (this build)"].get_zorder() > lines["AE (long budget)"].get_zorder()
     assert list(lines["AE (long budget)"].get_ydata()) == [18.0, 18.0]
 
 
