@@ -140,18 +140,18 @@ def plot(curves: Mapping[str, pd.DataFrame], refs: Mapping[str, Mapping[str, flo
     axes = np.atleast_1d(fig.subplots(1, len(splits), sharey=True))
     markers = "os^Dv"
     colour = {label: f"C{k}" for k, label in enumerate(curves)}
+    # the first build on top, hollow: where two builds share a point or an AE network (the
+    # long build's default budget is the default build's), both stay visible
+    first = next(iter(curves), None)
     for ax, split in zip(axes, splits, strict=True):
         for k, (label, curve) in enumerate(curves.items()):
             part = curve[curve["split"] == split]
             for seed, line in part.groupby("seed"):
                 line = line.sort_values("step")
-                # the first build on top, hollow: where two builds share a point (the long
-                # build's default budget is the default build's), both stay visible
+                top = label == first
                 ax.plot(line["step"], line["AP"], marker=markers[k % len(markers)],
-                        ms=7 if k == 0 else 4, mfc="none" if k == 0 else None,
-                        zorder=4 if k == 0 else 2, color=colour[label], alpha=0.9,
-                        label=f"{label}, seed {seed}")  # fmt: skip
-        first = next(iter(curves), None)
+                        ms=7 if top else 4, mfc="none" if top else None, zorder=4 if top else 2,
+                        color=colour[label], alpha=0.9, label=f"{label}, seed {seed}")  # fmt: skip
         for j, (label, values) in enumerate(refs.items()):
             if split in values:
                 owner = (ref_of or {}).get(label, "")
